@@ -1,0 +1,102 @@
+"""The exception tree. Everything the library raises on purpose is an `LLMError`::
+
+    LLMError
+    ├── ConfigError                 bad YAML or schema; carries path, line and field
+    ├── ModelNotFound               force_model / fallback chain names an unknown model
+    ├── AllModelsFailed             every candidate failed or was skipped; carries the attempts
+    └── ProviderError               one provider call failed (mapped from the SDK's exception)
+        ├── AuthenticationError     401/403, or a required API key is missing
+        ├── RateLimitError          429; `retry_after` seconds when the server said
+        ├── ProviderTimeout         the call ran past its timeout
+        ├── ProviderConnectionError refused, reset, DNS, cut mid-stream
+        ├── BadRequestError         4xx the request itself caused (including unknown model id)
+        ├── ServerError             5xx or an error event mid-stream
+        └── ModelLoadError          a local model file is missing or unreadable
+
+`ProviderError.retryable` says whether the same model may succeed on a second try.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from amaos_llm.types import Attempt
+
+
+class LLMError(Exception):
+    """Base of every error amaos_llm raises on purpose."""
+
+
+class ConfigError(LLMError, ValueError):
+    """Invalid configuration. The message reads `path:line: field: what is wrong`."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None, field: str | None = None
+    ) -> None:
+        self.path, self.line, self.field, self.reason = path, line, field, message
+        where = ":".join(str(p) for p in (path, line) if p is not None)
+        parts = [p for p in (where, field) if p]
+        super().__init__(": ".join([*parts, message]))
+
+
+class ModelNotFound(LLMError, KeyError):
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name, self.known = name, list(known)
+        super().__init__(f"unknown model {name!r}; known models: {', '.join(known) or '(none)'}")
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+class AllModelsFailed(LLMError):
+    """No model produced an answer. `attempts` lists every model tried or skipped, in order."""
+
+    def __init__(self, attempts: Sequence[Attempt], reason: str = "all models failed") -> None:
+        self.attempts = list(attempts)
+        lines = [f"  - {a.model_name} ({a.provider}): {a.outcome}: {a.error or ''}".rstrip(": ") for a in attempts]
+        detail = "\n".join(lines) if lines else "  (no models configured)"
+        super().__init__(f"{reason}:\n{detail}")
+
+
+class ProviderError(LLMError):
+    retryable = False
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class AuthenticationError(ProviderError):
+    pass
+
+
+class RateLimitError(ProviderError):
+    retryable = True
+
+    def __init__(self, message: str, *, status_code: int | None = 429, retry_after: float | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderError):
+    pass
+
+
+class ProviderConnectionError(ProviderError):
+    pass
+
+
+class BadRequestError(ProviderError):
+    pass
+
+
+class ModelLoadError(ProviderError):
+    pass
+
+
+class ServerError(ProviderError):
+    """5xx or an in-stream error from the provider: worth one more try."""
+
+    retryable = True

@@ -1,0 +1,74 @@
+"""The provider contract: one wire, one small class.
+
+A provider turns a `ProviderRequest` into its SDK's call and the SDK's reply into a
+`ProviderReply` with the token counts the server reported. It builds its SDK client lazily (so
+`local_only` never constructs a cloud client), maps the SDK's exceptions to `amaos_llm.errors`
+at this boundary, and does nothing else: no retries, no fallback, no pricing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from amaos_llm.config import ModelSpec
+    from amaos_llm.types import Message
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRequest:
+    messages: Sequence[Message]
+    model: str  # the provider's model id
+    temperature: float
+    max_tokens: int
+    seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderReply:
+    content: str
+    input_tokens: int
+    output_tokens: int
+    finish_reason: str | None = None
+    model: str | None = None  # the model id the server says answered
+
+
+class Provider(ABC):
+    """Base of every provider. Subclasses set the class attributes the registry reads for
+    plugins (`local`, `key_env`, `key_required`) and implement `complete`."""
+
+    local: ClassVar[bool | None] = False
+    key_env: ClassVar[str | None] = None
+    key_required: ClassVar[bool] = False
+
+    def __init__(self, spec: ModelSpec, api_key: SecretStr | None = None) -> None:
+        self.spec = spec
+        self._api_key = api_key
+
+    def __repr__(self) -> str:  # never the key
+        return f"{type(self).__name__}(model={self.spec.model!r}, base_url={self.spec.base_url!r})"
+
+    @abstractmethod
+    async def complete(self, request: ProviderRequest) -> ProviderReply:
+        """One request, one reply with real usage; raise `ProviderError` subclasses on failure."""
+
+    async def health(self) -> bool:
+        """Cheap reachability check (no generation). Default: assume reachable."""
+        return True
+
+    async def aclose(self) -> None:
+        """Release clients, connections, loaded models."""
+
+    def redact(self, text: str) -> str:
+        """Error text with this provider's key removed, for messages that echo what was sent."""
+        if self._api_key is not None:
+            secret = self._api_key.get_secret_value()
+            if secret:
+                text = text.replace(secret, "***")
+        return text

@@ -1,0 +1,78 @@
+"""The data that crosses the library's edge: messages in, results out.
+
+Pydantic models, because users build them, serialise them and read them. Costs are `Decimal`
+(exact sums; serialised to JSON as numbers); `None` means "price unknown", distinct from a real 0.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
+
+Role = Literal["system", "user", "assistant", "tool"]
+Outcome = Literal["success", "error", "timeout", "skipped"]
+
+# Decimal keeps totals exact; JSON readers want a number, not a string.
+Cost = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str
+
+
+class Usage(BaseModel):
+    """Token counts as the provider reported them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class Attempt(BaseModel):
+    """One model tried (or passed over) while serving a call."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_name: str
+    provider: str
+    outcome: Outcome
+    error: str | None = None
+    latency: float = 0.0
+
+
+class LLMResult(BaseModel):
+    """The answer to one `complete()`/`chat()` call."""
+
+    content: str
+    model_name: str
+    provider: str
+    model: str
+    usage: Usage
+    cost: Cost | None
+    latency: float
+    finish_reason: str | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tokens(self) -> int:
+        return self.usage.total_tokens

@@ -1,0 +1,7 @@
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # The SDKs under test are asyncio-only (httpx2's asyncio transport); the library itself is anyio.
+    return "asyncio"

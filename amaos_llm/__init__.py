@@ -1,0 +1,66 @@
+"""amaos_llm: a local-first LLM manager.
+
+Pick a model per request (local first, then cloud by priority or cost), fall back on errors and
+timeouts, retry what is worth retrying, and report real token counts and exact costs::
+
+    from amaos_llm import LLMManager
+
+    async with LLMManager.from_yaml("config/model_priority.yaml") as manager:
+        result = await manager.complete("Explain what AMAOS is.")
+        print(result.model_name, result.tokens, result.cost)
+
+Exceptions (all `LLMError`)::
+
+    LLMError
+    ├── ConfigError                 bad YAML or schema; names file, line and field
+    ├── ModelNotFound               unknown model name; lists the known ones
+    ├── AllModelsFailed             every candidate failed or was skipped; `.attempts`
+    └── ProviderError               one provider call failed
+        ├── AuthenticationError     ├── RateLimitError (.retry_after)   ├── ProviderTimeout
+        ├── ProviderConnectionError ├── BadRequestError                 ├── ServerError
+        └── ModelLoadError
+"""
+
+from amaos_llm.config import Defaults, LLMConfig, ModelSpec, RoutingConfig
+from amaos_llm.errors import (
+    AllModelsFailed,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    LLMError,
+    ModelLoadError,
+    ModelNotFound,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimitError,
+    ServerError,
+)
+from amaos_llm.manager import LLMManager, get_llm_manager, set_llm_manager
+from amaos_llm.types import Attempt, LLMResult, Message, Usage
+
+__all__ = [
+    "AllModelsFailed",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "Defaults",
+    "LLMConfig",
+    "LLMError",
+    "LLMManager",
+    "LLMResult",
+    "Message",
+    "ModelLoadError",
+    "ModelNotFound",
+    "ModelSpec",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeout",
+    "RateLimitError",
+    "RoutingConfig",
+    "ServerError",
+    "Usage",
+    "get_llm_manager",
+    "set_llm_manager",
+]

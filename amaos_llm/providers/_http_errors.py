@@ -1,0 +1,106 @@
+"""One mapping from an HTTP failure to an `amaos_llm.errors` class, shared by the provider modules.
+
+Each provider module catches its own SDK's exception types (in one small context manager) and
+calls these functions with what it could read: the status, a short message, `Retry-After`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from amaos_llm.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimitError,
+    ServerError,
+)
+
+MAX_MESSAGE = 300  # a server may echo the whole request back; keep errors short
+
+
+def error_for_status(
+    provider: str, status: int | None, message: str, retry_after: float | None = None
+) -> ProviderError:
+    """The error for an HTTP status; `message` must already be redacted. `None` (or a non-error status such as 200 or Ollama's -1)
+    means an error event inside an otherwise successful reply: a `ServerError`."""
+    if status is None or status < 400:
+        return ServerError(f"{provider}: error in reply: {_short(message)}", status_code=status)
+    text = f"{provider}: HTTP {status}: {_short(message)}"
+    if status in (401, 403):
+        return AuthenticationError(text, status_code=status)
+    if status == 429:
+        return RateLimitError(text, status_code=status, retry_after=retry_after)
+    if status in (408, 504):
+        return ProviderTimeout(text, status_code=status)
+    if status >= 500:
+        return ServerError(text, status_code=status)
+    return BadRequestError(text, status_code=status)
+
+
+def connection_error(provider: str, detail: str) -> ProviderConnectionError:
+    return ProviderConnectionError(f"{provider}: connection failed: {_short(detail)}")
+
+
+def timeout_error(provider: str, detail: str) -> ProviderTimeout:
+    return ProviderTimeout(f"{provider}: timed out: {_short(detail)}")
+
+
+def malformed_reply(provider: str, detail: str) -> ServerError:
+    return ServerError(f"{provider}: malformed reply: {_short(detail)}")
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` of a transport exception (some have an empty message)."""
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def body_message(body: object) -> str:
+    """The human part of an error body: `{"error": {"message": ...}}`, `{"error": "..."}`,
+    `{"message": ...}`, or the body itself."""
+    if isinstance(body, Mapping):
+        inner: Any = body.get("error", body)
+        if isinstance(inner, Mapping):
+            inner = inner.get("message", inner)
+        if inner is not body:
+            return str(inner)
+        if "message" in body:
+            return str(body["message"])
+    return str(body)
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """`Retry-After` (seconds or an HTTP date) or OpenAI's `retry-after-ms`, else None."""
+    if not headers:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"

@@ -1,0 +1,80 @@
+"""Which models to try for one request, in which order: a pure function of its inputs.
+
+Rules (the README documents the same):
+1. `force_model` → only that model (its breaker and key still apply).
+2. Disabled models are left out. With `local_only`, cloud models are skipped; a cloud model whose
+   key is missing is skipped; a model whose circuit breaker is open is skipped.
+3. An explicit `fallback_chain` gives the order. Otherwise the local tier comes first when
+   `prefer_local`, then the cloud tier. Inside a tier: `strategy: priority` orders by priority
+   (high first), then estimated cost (low first), then file order; `strategy: cost` orders by
+   estimated cost, then priority, then file order. An unknown price sorts after every known one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from amaos_llm.config import ModelSpec, RoutingConfig
+
+_UNKNOWN = Decimal("Infinity")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    spec: ModelSpec
+    skip_reason: str | None = None  # set when the model is passed over
+
+
+def select_candidates(
+    models: Sequence[ModelSpec],
+    routing: RoutingConfig,
+    *,
+    estimate: Callable[[ModelSpec], Decimal | None],
+    has_key: Callable[[ModelSpec], bool],
+    breaker_open: Callable[[ModelSpec], bool] = lambda spec: False,
+    force_model: ModelSpec | None = None,
+) -> list[Candidate]:
+    """Every model in the order it would be tried, skipped ones marked with their reason."""
+    if force_model is not None:
+        return [_judge(force_model, routing, has_key, breaker_open)]
+    enabled = [m for m in models if m.enabled]
+    if routing.fallback_chain:
+        by_name = {m.name: m for m in enabled}
+        ordered = [by_name[n] for n in routing.fallback_chain if n in by_name]
+    else:
+        ordered = _order(enabled, routing, estimate)
+    return [_judge(m, routing, has_key, breaker_open) for m in ordered]
+
+
+def _order(
+    models: Sequence[ModelSpec], routing: RoutingConfig, estimate: Callable[[ModelSpec], Decimal | None]
+) -> list[ModelSpec]:
+    def key(indexed: tuple[int, ModelSpec]) -> tuple[object, ...]:
+        index, spec = indexed
+        tier = 0 if (spec.is_local or not routing.prefer_local) else 1
+        cost = estimate(spec)
+        cost = _UNKNOWN if cost is None else cost
+        if routing.strategy == "cost":
+            return (tier, cost, -spec.priority, index)
+        return (tier, -spec.priority, cost, index)
+
+    return [spec for _, spec in sorted(enumerate(models), key=key)]
+
+
+def _judge(
+    spec: ModelSpec,
+    routing: RoutingConfig,
+    has_key: Callable[[ModelSpec], bool],
+    breaker_open: Callable[[ModelSpec], bool],
+) -> Candidate:
+    if not spec.enabled:
+        return Candidate(spec, "disabled in the configuration")
+    if routing.local_only and not spec.is_local:
+        return Candidate(spec, "cloud model excluded by local_only")
+    if spec.key_required and not has_key(spec):
+        return Candidate(spec, f"API key missing: set the environment variable {spec.api_key_env}")
+    if breaker_open(spec):
+        return Candidate(spec, "circuit breaker open after repeated failures")
+    return Candidate(spec)

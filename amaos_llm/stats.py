@@ -1,0 +1,95 @@
+"""Counters for a manager: per call, and per model per attempt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from amaos_llm.types import Outcome
+
+
+@dataclass(slots=True)
+class ModelStats:
+    calls: int = 0  # attempts actually sent to the model
+    successes: int = 0
+    failures: int = 0
+    timeouts: int = 0
+    skipped: int = 0
+    latency_sum: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: Decimal = field(default_factory=Decimal)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "successes": self.successes,
+            "failures": self.failures,
+            "timeouts": self.timeouts,
+            "skipped": self.skipped,
+            "avg_latency": self.latency_sum / self.calls if self.calls else 0.0,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost": self.cost,
+        }
+
+
+@dataclass(slots=True)
+class Stats:
+    calls: int = 0  # manager calls
+    successes: int = 0  # calls that returned a result
+    failures: int = 0  # calls that raised
+    timeouts: int = 0  # attempts that timed out
+    fallbacks: int = 0  # moves from one model to the next
+    retries: int = 0  # extra attempts on the same model
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_cost: Decimal = field(default_factory=Decimal)
+    by_model: dict[str, ModelStats] = field(default_factory=dict)
+
+    def model(self, name: str) -> ModelStats:
+        stats = self.by_model.get(name)
+        if stats is None:
+            stats = self.by_model[name] = ModelStats()
+        return stats
+
+    def record_attempt(self, name: str, outcome: Outcome, latency: float) -> None:
+        m = self.model(name)
+        if outcome == "skipped":
+            m.skipped += 1
+            return
+        m.calls += 1
+        m.latency_sum += latency
+        if outcome == "success":
+            m.successes += 1
+        else:
+            m.failures += 1
+            if outcome == "timeout":
+                m.timeouts += 1
+                self.timeouts += 1
+
+    def record_usage(self, name: str, input_tokens: int, output_tokens: int, cost: Decimal | None) -> None:
+        m = self.model(name)
+        m.input_tokens += input_tokens
+        m.output_tokens += output_tokens
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        if cost is not None:
+            m.cost += cost
+            self.total_cost += cost
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "successes": self.successes,
+            "failures": self.failures,
+            "timeouts": self.timeouts,
+            "fallbacks": self.fallbacks,
+            "retries": self.retries,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+            "total_cost": self.total_cost,
+            "by_model": {name: m.as_dict() for name, m in self.by_model.items()},
+        }

@@ -228,10 +228,7 @@ class LLMManager:
             try:
                 provider = self._provider(spec)
                 breaker.before_call()
-                with anyio.fail_after(timeout):
-                    reply = await provider.complete(request)
-            except TimeoutError:
-                error: ProviderError = ProviderTimeout(f"no reply within {timeout:g} s")
+                reply = await _within(timeout, provider.complete(request))
             except ProviderError as exc:
                 error = exc
             else:
@@ -300,6 +297,20 @@ class LLMManager:
         self._breakers.pop(name, None)
 
 
+async def _within(timeout: float, call: Awaitable[ProviderReply]) -> ProviderReply:
+    # A bare CancelScope: anyio.fail_after's generator-based wrapper costs more than the rest of
+    # the routing overhead put together.
+    reply = None
+    with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
+        try:
+            reply = await call
+        except TimeoutError:  # a provider's own socket/SDK timeout
+            raise ProviderTimeout(f"no reply within {timeout:g} s") from None
+    if scope.cancelled_caught or reply is None:
+        raise ProviderTimeout(f"no reply within {timeout:g} s")
+    return reply
+
+
 def _validated(models: Sequence[ModelSpec], base: LLMConfig | None = None) -> LLMConfig:
     data = (base or LLMConfig()).model_dump(exclude={"models"})
     try:
@@ -312,9 +323,9 @@ def _has_key(spec: ModelSpec) -> bool:
     return spec.api_key is not None or bool(spec.api_key_env and os.environ.get(spec.api_key_env))
 
 
-def _first(*values: Any) -> Any:
+def _first(a: Any, b: Any, c: Any = None) -> Any:
     """The first value that is not None: 0 and 0.0 are real settings (temperature 0.0 stays 0.0)."""
-    return next(v for v in values if v is not None)
+    return a if a is not None else b if b is not None else c
 
 
 def _estimate_tokens(messages: Sequence[Message]) -> int:

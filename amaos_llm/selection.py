@@ -51,14 +51,21 @@ def select_candidates(
 def _order(
     models: Sequence[ModelSpec], routing: RoutingConfig, estimate: Callable[[ModelSpec], Decimal | None]
 ) -> list[ModelSpec]:
+    def tier(spec: ModelSpec) -> int:
+        return 0 if (spec.is_local or not routing.prefer_local) else 1
+
+    if routing.strategy == "priority":
+        ranks = [(tier(m), -m.priority) for m in models]
+        if len(set(ranks)) == len(ranks):  # no ties: estimated cost cannot change the order
+            return [m for _, m in sorted(zip(ranks, models), key=lambda pair: pair[0])]
+
     def key(indexed: tuple[int, ModelSpec]) -> tuple[object, ...]:
         index, spec = indexed
-        tier = 0 if (spec.is_local or not routing.prefer_local) else 1
         cost = estimate(spec)
         cost = _UNKNOWN if cost is None else cost
         if routing.strategy == "cost":
-            return (tier, cost, -spec.priority, index)
-        return (tier, -spec.priority, cost, index)
+            return (tier(spec), cost, -spec.priority, index)
+        return (tier(spec), -spec.priority, cost, index)
 
     return [spec for _, spec in sorted(enumerate(models), key=key)]
 

@@ -1,5 +1,7 @@
 import pytest
 
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.real_model"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.real_model", "tests.support.offline"]
 
 
 @pytest.fixture

@@ -1,0 +1,119 @@
+"""Anthropic Messages through the official `anthropic` SDK.
+
+System messages are joined into the top-level `system` field. anthropic 2.12's `messages.create`
+has no `temperature` parameter, so it travels in `extra_body` (with `spec.options`, then
+`request.options`, e.g. `top_k`); 0.0 reaches the wire. The API has no seed. Input tokens count
+cache reads and cache writes too, because they are billed as input. With no `base_url` the SDK
+reads `ANTHROPIC_BASE_URL` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from amaos_llm.errors import AuthenticationError, ProviderError
+from amaos_llm.providers._http_errors import (
+    body_message,
+    connection_error,
+    describe,
+    error_for_status,
+    malformed_reply,
+    retry_after_seconds,
+    timeout_error,
+)
+from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
+
+if TYPE_CHECKING:
+    import anthropic
+
+
+class AnthropicProvider(Provider):
+    key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
+    key_required: ClassVar[bool] = True
+
+    _sdk_client: anthropic.AsyncAnthropic | None = None
+
+    def _client(self) -> anthropic.AsyncAnthropic:
+        if self._sdk_client is None:
+            import anthropic
+
+            key = self._api_key.get_secret_value() if self._api_key is not None else ""
+            if not key:
+                raise AuthenticationError(f"{self.spec.provider}: no API key; set {self.spec.api_key_env}")
+            kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
+            if self.spec.base_url:
+                kwargs["base_url"] = self.spec.base_url
+            self._sdk_client = anthropic.AsyncAnthropic(**kwargs)
+        return self._sdk_client
+
+    async def complete(self, request: ProviderRequest) -> ProviderReply:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        messages = [
+            # a `tool` message without a tool_use_id can only travel as user text
+            {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
+            for m in request.messages
+            if m.role != "system"
+        ]
+        extra = {**self.spec.options, **request.options, "temperature": request.temperature}
+        client = self._client()
+        with self._errors():
+            message = await client.messages.create(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                messages=messages,  # type: ignore[arg-type]
+                **({"system": system} if system else {}),
+                extra_body=extra,
+            )
+        usage = message.usage
+        cached = (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
+        return ProviderReply(
+            content="".join(block.text for block in message.content if block.type == "text"),
+            input_tokens=usage.input_tokens + cached,
+            output_tokens=usage.output_tokens,
+            finish_reason=message.stop_reason,
+            model=message.model,
+        )
+
+    async def health(self) -> bool:
+        """True when `GET /v1/models` answers (reachable, key accepted)."""
+        try:
+            client = self._client()
+            with self._errors():
+                await client.models.list(limit=1)
+        except ProviderError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self._sdk_client is not None:
+            client, self._sdk_client = self._sdk_client, None
+            await client.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SDK exceptions → `amaos_llm.errors`. An `error` event inside a stream arrives as an
+        `APIStatusError` with status 200; a stream cut mid-way as a raw `httpx2` error."""
+        import anthropic
+        import httpx2
+
+        name = self.spec.provider
+        try:
+            yield
+        except anthropic.APIStatusError as exc:
+            raise error_for_status(
+                name,
+                exc.status_code,
+                self.redact(body_message(exc.body)),
+                retry_after_seconds(exc.response.headers),
+            ) from exc
+        except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
+            raise timeout_error(name, self.redact(describe(exc))) from exc
+        except (anthropic.APIConnectionError, httpx2.TransportError, ConnectionError) as exc:
+            raise connection_error(name, self.redact(describe(exc))) from exc
+        except (anthropic.APIResponseValidationError, json.JSONDecodeError) as exc:
+            raise malformed_reply(name, self.redact(describe(exc))) from exc
+        except anthropic.APIError as exc:  # any other failure the SDK reports about the reply
+            raise error_for_status(name, None, self.redact(body_message(exc.body or exc.message))) from exc

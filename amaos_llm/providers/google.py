@@ -1,0 +1,134 @@
+"""Gemini through the official `google-genai` SDK (`client.aio.models.generate_content`).
+
+System messages become `system_instruction`; assistant turns have role `model`. `spec.options`
+(then `request.options`) are extra `GenerateContentConfig` fields (e.g. `top_k`). Output tokens
+include thinking tokens, which are billed as output. With no `base_url` the SDK reads
+`GOOGLE_GEMINI_BASE_URL` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from amaos_llm.errors import AuthenticationError, BadRequestError, ProviderError
+from amaos_llm.providers._http_errors import (
+    body_message,
+    connection_error,
+    describe,
+    error_for_status,
+    malformed_reply,
+    retry_after_seconds,
+    timeout_error,
+)
+from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import types
+
+
+class GoogleProvider(Provider):
+    key_env: ClassVar[str | None] = "GOOGLE_API_KEY"
+    key_required: ClassVar[bool] = True
+
+    # Held for the provider's life: calls through a dropped `genai.Client` fail as "client closed".
+    _sdk_client: genai.Client | None = None
+
+    def _client(self) -> genai.Client:
+        if self._sdk_client is None:
+            from google import genai
+            from google.genai import types
+
+            key = self._api_key.get_secret_value() if self._api_key is not None else ""
+            if not key:
+                raise AuthenticationError(f"{self.spec.provider}: no API key; set {self.spec.api_key_env}")
+            http_options = types.HttpOptions(base_url=self.spec.base_url) if self.spec.base_url else None
+            self._sdk_client = genai.Client(api_key=key, http_options=http_options)
+        return self._sdk_client
+
+    async def complete(self, request: ProviderRequest) -> ProviderReply:
+        client = self._client()
+        config = self._config(request)
+        contents = [
+            {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
+            for m in request.messages
+            if m.role != "system"
+        ]
+        with self._errors():
+            response = await client.aio.models.generate_content(
+                model=request.model,
+                contents=contents,  # type: ignore[arg-type]
+                config=config,
+            )
+        candidate = response.candidates[0] if response.candidates else None
+        parts = (candidate.content.parts if candidate and candidate.content else None) or []
+        usage = response.usage_metadata
+        finish = candidate.finish_reason if candidate else None
+        return ProviderReply(
+            content="".join(p.text for p in parts if p.text and not p.thought),
+            input_tokens=(usage.prompt_token_count or 0) if usage else 0,
+            output_tokens=((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0,
+            finish_reason=finish.value if finish is not None else None,
+            model=response.model_version,
+        )
+
+    def _config(self, request: ProviderRequest) -> types.GenerateContentConfig:
+        import pydantic
+        from google.genai import types
+
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        fields: dict[str, Any] = {
+            **self.spec.options,
+            **request.options,
+            "temperature": request.temperature,
+            "max_output_tokens": request.max_tokens,
+        }
+        if system:
+            fields["system_instruction"] = system
+        if request.seed is not None:
+            fields["seed"] = request.seed
+        try:
+            return types.GenerateContentConfig(**fields)
+        except pydantic.ValidationError as exc:
+            raise BadRequestError(f"{self.spec.provider}: invalid options: {self.redact(str(exc))}") from exc
+
+    async def health(self) -> bool:
+        """True when `GET models/{model}` answers (reachable, key accepted, model known)."""
+        try:
+            client = self._client()
+            with self._errors():
+                await client.aio.models.get(model=self.spec.model)
+        except ProviderError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self._sdk_client is not None:
+            client, self._sdk_client = self._sdk_client, None
+            await client.aio.aclose()
+            client.close()  # the sync transport is built eagerly too
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SDK exceptions → `amaos_llm.errors`. google-genai lets raw `httpx2` errors escape for
+        refused, reset and cut connections; an error chunk mid-stream raises `ServerError` 503."""
+        import httpx2
+        from google.genai import errors
+
+        name = self.spec.provider
+        try:
+            yield
+        except errors.APIError as exc:
+            headers = exc.response.headers if exc.response is not None else None
+            raise error_for_status(
+                name, exc.code, self.redact(body_message(exc.details)), retry_after_seconds(headers)
+            ) from exc
+        except httpx2.TimeoutException as exc:
+            raise timeout_error(name, self.redact(describe(exc))) from exc
+        except (httpx2.TransportError, ConnectionError) as exc:
+            raise connection_error(name, self.redact(describe(exc))) from exc
+        except (errors.UnknownApiResponseError, json.JSONDecodeError) as exc:
+            raise malformed_reply(name, self.redact(describe(exc))) from exc

@@ -1,0 +1,125 @@
+"""OpenAI chat completions through the official `openai` SDK; serves `openai` and `openai_compatible`.
+
+`openai_compatible` servers (vLLM, llama.cpp, xllamacpp, LM Studio) accept any key, so a missing
+one is replaced by a placeholder. The token limit travels as `max_tokens`, which every
+compatible server reads; for `openai` itself as `max_completion_tokens`, the name OpenAI's
+reasoning models require. `spec.options` (then `request.options`) are sent as extra body fields
+(e.g. vLLM's `top_k`). With no `base_url` the SDK reads `OPENAI_BASE_URL` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from amaos_llm.errors import AuthenticationError, ProviderError
+from amaos_llm.providers._http_errors import (
+    body_message,
+    connection_error,
+    describe,
+    error_for_status,
+    malformed_reply,
+    retry_after_seconds,
+    timeout_error,
+)
+from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
+
+if TYPE_CHECKING:
+    import openai
+
+    from amaos_llm.types import Message
+
+PLACEHOLDER_KEY = "unused"  # compatible servers want some bearer token, any will do
+
+
+class OpenAIProvider(Provider):
+    key_env: ClassVar[str | None] = "OPENAI_API_KEY"
+    key_required: ClassVar[bool] = True
+
+    _sdk_client: openai.AsyncOpenAI | None = None
+
+    def _client(self) -> openai.AsyncOpenAI:
+        if self._sdk_client is None:
+            import openai
+
+            key = self._api_key.get_secret_value() if self._api_key is not None else ""
+            if not key:
+                if self.spec.provider == "openai":
+                    raise AuthenticationError(f"openai: no API key; set {self.spec.api_key_env}")
+                key = PLACEHOLDER_KEY
+            kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
+            if self.spec.base_url:
+                kwargs["base_url"] = self.spec.base_url
+            self._sdk_client = openai.AsyncOpenAI(**kwargs)
+        return self._sdk_client
+
+    async def complete(self, request: ProviderRequest) -> ProviderReply:
+        limit = "max_completion_tokens" if self.spec.provider == "openai" else "max_tokens"
+        params: dict[str, Any] = {"temperature": request.temperature, limit: request.max_tokens}
+        if request.seed is not None:
+            params["seed"] = request.seed
+        extra = {**self.spec.options, **request.options}
+        client = self._client()
+        with self._errors():
+            completion = await client.chat.completions.create(
+                model=request.model,
+                messages=[_wire_message(m) for m in request.messages],
+                extra_body=extra or None,
+                **params,
+            )
+        choice = completion.choices[0] if completion.choices else None
+        usage = completion.usage
+        return ProviderReply(
+            content=(choice.message.content if choice else None) or "",
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason if choice else None,
+            model=completion.model,
+        )
+
+    async def health(self) -> bool:
+        """True when `GET /models` answers (reachable, key accepted)."""
+        try:
+            client = self._client()
+            with self._errors():
+                await client.models.list()
+        except ProviderError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self._sdk_client is not None:
+            client, self._sdk_client = self._sdk_client, None
+            await client.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        import httpx2
+        import openai
+
+        name = self.spec.provider
+        try:
+            yield
+        except openai.APIStatusError as exc:
+            raise error_for_status(
+                name,
+                exc.status_code,
+                self.redact(body_message(exc.body)),
+                retry_after_seconds(exc.response.headers),
+            ) from exc
+        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+            raise timeout_error(name, self.redact(describe(exc))) from exc
+        except (openai.APIConnectionError, httpx2.TransportError, ConnectionError) as exc:
+            raise connection_error(name, self.redact(describe(exc))) from exc
+        except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
+            raise malformed_reply(name, self.redact(describe(exc))) from exc
+        except openai.APIError as exc:  # an error event inside a stream: no status code
+            raise error_for_status(name, None, self.redact(body_message(exc.body or exc.message))) from exc
+
+
+def _wire_message(message: Message) -> dict[str, str]:
+    # A `tool` message needs a tool_call_id the plain-text contract does not carry: send it as user text.
+    role = "user" if message.role == "tool" else message.role
+    return {"role": role, "content": message.content}

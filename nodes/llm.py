@@ -1,0 +1,113 @@
+"""`LLMManagerNode`: one `LLMManager` call per task, with the model, usage and cost on the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from amaos_llm import AllModelsFailed, LLMManager, LLMResult, Message
+from nodes.base import Node, NodeConfig
+from nodes.messages import ResultMessage, TaskMessage
+
+
+class LLMNodeConfig(NodeConfig):
+    config_path: str | None = None  # a model_priority.yaml; None: $AMAOS_LLM_CONFIG or the packaged one
+    local_only: bool | None = None  # None: as the config file says
+    enable_fallback: bool | None = None
+    # Defaults for this node's calls; a task's payload overrides each of them.
+    system_prompt: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    force_model: str | None = None
+
+
+class LLMManagerNode(Node):
+    """Sends its input to an `LLMManager` and returns the answer with its metadata.
+
+    The prompt is the upstream content (the run's input for a root node; a root given a chat
+    sends the chat). Per-task overrides in the payload (`system_prompt`, `temperature`,
+    `max_tokens`, `force_model`) win over this node's config, which wins over the manager's
+    defaults. `manager=` shares an existing manager (the node then does not close it).
+    """
+
+    type_name = "llm_manager"
+    Config = LLMNodeConfig
+    config: LLMNodeConfig
+    input_type = str
+    output_type = str
+    path_fields = ("config_path",)
+
+    def __init__(
+        self,
+        id: str,
+        name: str | None = None,
+        config: Any = None,
+        *,
+        manager: LLMManager | None = None,
+    ) -> None:
+        super().__init__(id, name, config)
+        self.manager = manager
+        self._owns_manager = manager is None
+
+    async def initialize(self) -> None:
+        if self.manager is not None:
+            return
+        c = self.config
+        if c.config_path is not None:
+            self.manager = LLMManager.from_yaml(
+                Path(c.config_path).expanduser(), local_only=c.local_only, enable_fallback=c.enable_fallback
+            )
+        else:
+            self.manager = LLMManager(local_only=c.local_only, enable_fallback=c.enable_fallback)
+
+    async def handle(self, task: TaskMessage) -> ResultMessage:
+        manager = self.manager
+        if manager is None:
+            return task.fail(f"node {self.id!r} is not initialized")
+        payload, c = task.payload, self.config
+        temperature = payload.temperature if payload.temperature is not None else c.temperature
+        max_tokens = payload.max_tokens if payload.max_tokens is not None else c.max_tokens
+        force_model = payload.force_model if payload.force_model is not None else c.force_model
+        system_prompt = payload.system_prompt if payload.system_prompt is not None else c.system_prompt
+        try:
+            if not task.inputs and payload.messages:
+                messages = list(payload.messages)
+                if system_prompt is not None and messages[0].role != "system":
+                    messages.insert(0, Message(role="system", content=system_prompt))
+                result = await manager.chat(
+                    messages, temperature=temperature, max_tokens=max_tokens, force_model=force_model
+                )
+            else:
+                result = await manager.complete(
+                    task.content, system_prompt=system_prompt, temperature=temperature,
+                    max_tokens=max_tokens, force_model=force_model,
+                )
+        except AllModelsFailed as exc:
+            return task.reply(error=str(exc), attempts=tuple(exc.attempts))
+        return _result_message(task, result)
+
+    async def aclose(self) -> None:
+        if self._owns_manager and self.manager is not None:  # a shared manager stays with its owner
+            manager, self.manager = self.manager, None
+            await manager.aclose()
+
+    def get_stats(self) -> dict[str, Any]:
+        stats = super().get_stats()
+        if self.manager is not None:
+            stats["manager"] = self.manager.get_stats()
+        return stats
+
+
+def _result_message(task: TaskMessage, result: LLMResult) -> ResultMessage:
+    return task.reply(
+        result.content,
+        model_name=result.model_name,
+        provider=result.provider,
+        usage=result.usage,
+        cost=result.cost,
+        latency=result.latency,
+        attempts=tuple(result.attempts),
+        data={"model": result.model, "finish_reason": result.finish_reason},
+    )

@@ -1,0 +1,186 @@
+"""What flows between nodes: a `TaskMessage` into a node, exactly one `ResultMessage` out.
+
+Both are frozen pydantic models, so users can build, read and serialise them. Inside a run the
+orchestrator builds them from values that are already valid, through `trusted`, which skips
+validation (pydantic's own `model_construct` costs more than validating, and a run builds two
+messages per node step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+
+from amaos_llm import Attempt, Message, Usage
+from amaos_llm.types import Cost
+
+ZERO_USAGE = Usage()
+ZERO_COST = Decimal(0)
+
+# The run-level overrides a payload may carry; LLM nodes pass them to the manager.
+OVERRIDE_FIELDS = ("system_prompt", "temperature", "max_tokens", "force_model")
+
+
+class Payload(BaseModel):
+    """A run's input: a prompt or a chat, plus per-task overrides for the LLM calls it causes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str | None = None
+    messages: tuple[Message, ...] | None = None
+    system_prompt: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    force_model: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _input_alias(cls, data: Any) -> Any:
+        # JSONL lines and CLI users say `input`; it is a prompt (a string) or a chat (a list).
+        if isinstance(data, Mapping) and "input" in data:
+            data = dict(data)
+            value = data.pop("input")
+            data["messages" if isinstance(value, list) else "prompt"] = value
+        return data
+
+    @classmethod
+    def of(cls, value: Payload | str | Mapping[str, Any]) -> Payload:
+        """The payload for a bare run input: a string is a prompt, a mapping holds the fields."""
+        if isinstance(value, Payload):
+            return value
+        if isinstance(value, str):
+            return trusted(cls, prompt=value)
+        return cls.model_validate(value)
+
+    @property
+    def text(self) -> str:
+        """The input as text: the prompt, else the last user message (what `{input}` names)."""
+        if self.prompt is not None:
+            return self.prompt
+        for message in reversed(self.messages or ()):
+            if message.role == "user":
+                return message.content
+        return ""
+
+
+class ResultMessage(BaseModel):
+    """The one result of one task. `error` is set (and `content` empty) when the node failed.
+
+    LLM nodes fill `model_name`, `provider`, `usage`, `cost`, `latency` and `attempts`; other
+    nodes report zero usage and cost 0 of their own. `cost` None means "price unknown".
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    run_id: str
+    node_id: str
+    content: str = ""
+    model_name: str | None = None
+    provider: str | None = None
+    usage: Usage = ZERO_USAGE
+    cost: Cost | None = ZERO_COST
+    latency: float = 0.0
+    attempts: tuple[Attempt, ...] = ()
+    error: str | None = None
+    route: str | None = None  # the route a RouterNode chose
+    data: dict[str, Any] = Field(default_factory=dict)  # structured extras from functions and joins
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def tokens(self) -> int:
+        return self.usage.input_tokens + self.usage.output_tokens
+
+
+class TaskMessage(BaseModel):
+    """One unit of work for one node in one run.
+
+    `payload` is the run's input (the same for every node downstream of the root that received
+    it); `inputs` are the upstream results this task was built from, in edge order (empty for a
+    root node); `metadata` is the run's metadata, one dict shared by all the run's tasks.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    run_id: str
+    node_id: str
+    payload: Payload
+    inputs: tuple[ResultMessage, ...] = ()
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    iteration: int = 0  # > 0 when a loop brought the task back to this node
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def source_ids(self) -> tuple[str, ...]:
+        """The task ids of the upstream results this task came from."""
+        return tuple(r.task_id for r in self.inputs)
+
+    @property
+    def content(self) -> str:
+        """The upstream content: one input's, several joined by blank lines, or the run's input."""
+        inputs = self.inputs
+        if len(inputs) == 1:
+            return inputs[0].content
+        if inputs:
+            return "\n\n".join(r.content for r in inputs)
+        return self.payload.text
+
+    def reply(self, content: str = "", **fields: Any) -> ResultMessage:
+        """This task's result. `fields` must already have the right types (they are not validated)."""
+        return trusted(
+            ResultMessage, task_id=self.task_id, run_id=self.run_id, node_id=self.node_id, content=content, **fields
+        )
+
+    def fail(self, error: str) -> ResultMessage:
+        return self.reply(error=error)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def trusted(cls: type[M], **values: Any) -> M:
+    """An instance of the pydantic model `cls` from values known to be valid, not validated.
+
+    For the orchestrator's hot loop and for results it assembles itself. It does what
+    `model_construct` does, minus the per-field default handling that makes that slower than
+    validating. Fields left out take their defaults; a `dict` default is fresh per instance.
+    """
+    try:
+        defaults, fresh = _DEFAULTS[cls]
+    except KeyError:
+        defaults, fresh = _DEFAULTS[cls] = _defaults_of(cls)
+    state = defaults.copy()
+    state.update(values)
+    for name in fresh:
+        if state[name] is None:
+            state[name] = {}
+    obj = _new(cls)
+    _set(obj, "__dict__", state)
+    _set(obj, "__pydantic_fields_set__", set(values))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _defaults_of(cls: type[BaseModel]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    # Required fields get a placeholder so the dict keeps the declared field order.
+    defaults = {
+        name: None if field.is_required() or field.default_factory is not None else field.default
+        for name, field in cls.model_fields.items()
+    }
+    fresh = tuple(name for name, field in cls.model_fields.items() if field.default_factory is dict)
+    return defaults, fresh
+
+
+_DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], tuple[str, ...]]] = {}

@@ -1,0 +1,278 @@
+"""`amaos-llm`: run pipelines, make one call, list models, check and draw files.
+
+    amaos-llm run config/pipelines/offline_agent.yaml --input "What is a circuit breaker?"
+    amaos-llm run config/pipelines/summarize.yaml --inputs tasks.jsonl --concurrency 16 --output out.jsonl
+    amaos-llm complete "Say hello" --local-only
+    amaos-llm models
+    amaos-llm validate config/pipelines/triage.yaml
+    amaos-llm graph config/pipelines/triage.yaml
+
+Errors print one line (add `--debug` for the traceback). Exit codes: 0 success, 1 a run or call
+failed, 2 a bad file, option or configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from amaos_llm import AllModelsFailed, LLMConfig, LLMError, LLMManager, LLMResult, ModelNotFound, ProviderError
+from graphs.batch import llm_calls, read_inputs, run_record
+from graphs.errors import GraphError, RunFailed
+from graphs.model_check import check_models
+from graphs.pipeline import Pipeline, load_pipeline
+from graphs.results import RunResult
+from nodes import Payload
+
+app = typer.Typer(
+    name="amaos-llm",
+    help="Local-first LLM manager and graph runner.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+LocalOnly = Annotated[bool, typer.Option("--local-only", help="Use local models only (no cloud calls).")]
+ConfigPath = Annotated[
+    Path | None, typer.Option("--config", "-c", help="A model_priority.yaml to use instead of the default.")
+]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
+
+
+@contextmanager
+def _errors_as_one_line(debug: bool) -> Iterator[None]:
+    """The library's own errors (and unreadable files) become one line on stderr, exit code 2."""
+    try:
+        yield
+    except (LLMError, GraphError, OSError, ValueError) as exc:
+        if debug:
+            raise
+        _say_error(exc)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="The pipeline YAML file.")],
+    input: Annotated[str | None, typer.Option("--input", "-i", help="One input, fed to the root nodes.")] = None,
+    inputs: Annotated[Path | None, typer.Option(help="A JSONL file of inputs, one per line.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSONL records here.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Runs at a time with --inputs.")] = 16,
+    local_only: LocalOnly = False,
+    config: ConfigPath = None,
+    debug: Debug = False,
+) -> None:
+    """Run a pipeline on one input (--input) or on each line of a JSONL file (--inputs)."""
+    if (input is None) == (inputs is None):
+        raise typer.BadParameter("give exactly one of --input TEXT or --inputs FILE.jsonl")
+    with _errors_as_one_line(debug):
+        loaded = load_pipeline(pipeline, local_only=True if local_only else None, config_path=config)
+        if input is not None:
+            ok = anyio.run(_run_one, loaded, input, output)
+        elif inputs is not None:
+            ok = anyio.run(_run_batch, loaded, inputs, output, concurrency)
+    if not ok:
+        raise typer.Exit(1)
+
+
+async def _run_one(pipeline: Pipeline, text: str, output: Path | None) -> bool:
+    async with pipeline:
+        try:
+            result = await pipeline.run(text)
+        except RunFailed as exc:  # a fail_fast pipeline: show what finished
+            result = exc.result
+    _show_run(Console(), result)
+    if output is not None:
+        output.write_text(json.dumps(run_record(result, Payload(prompt=text))) + "\n", encoding="utf-8")
+    return result.ok
+
+
+async def _run_batch(pipeline: Pipeline, source: Path, output: Path | None, concurrency: int) -> bool:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    items = read_inputs(source)
+    failed = 0
+    spent = Decimal(0)
+    stream: TextIO = output.open("w", encoding="utf-8") if output is not None else sys.stdout
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("cost ${task.fields[cost]:.6f}"), TextColumn("[red]{task.fields[failed]} failed"))
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=output is None) as progress:
+            bar = progress.add_task(pipeline.name, total=len(items), cost=0.0, failed=0)
+
+            def finished(i: int, result: RunResult) -> None:
+                nonlocal failed, spent
+                failed += not result.ok
+                spent += result.total_cost
+                stream.write(json.dumps(run_record(result, items[i].payload, index=i)) + "\n")
+                stream.flush()
+                progress.update(bar, advance=1, cost=float(spent), failed=failed)
+
+            async with pipeline:
+                await pipeline.run_many(
+                    [item.payload for item in items], concurrency,
+                    metadata=[item.metadata for item in items], on_result=finished,
+                )
+    finally:
+        if output is not None:
+            stream.close()
+    summary = f"{len(items)} runs, {failed} failed, {_tokens_cost(None, spent)}"
+    Console(stderr=True).print(Text(summary, style="red" if failed else "green"))
+    return failed == 0
+
+
+def _show_run(console: Console, result: RunResult) -> None:
+    for node_id, out in result.outputs.items():
+        if len(result.outputs) > 1:
+            console.print(Text(f"[{node_id}]", style="bold"))
+        console.print(Text(out.content) if out.ok else Text(f"error: {out.error}", style="red"), soft_wrap=True)
+    calls = llm_calls(result)
+    if calls:
+        table = Table(box=None, header_style="dim", pad_edge=False)
+        for column in ("node", "model", "provider", "tokens in/out", "cost", "latency"):
+            table.add_column(column, justify="right" if column in ("cost", "latency") else "left")
+        for node_id, r in calls.items():
+            table.add_row(node_id, r.model_name or "-", r.provider or "-",
+                          f"{r.usage.input_tokens}/{r.usage.output_tokens}", _money(r.cost), f"{r.latency:.2f}s")
+        console.print(table)
+    console.print(Text(f"total: {_tokens_cost(result.total_tokens, result.total_cost)}, "
+                       f"{result.wall_time:.2f}s", style="dim"))
+    for node_id, error in result.errors.items():
+        console.print(Text(f"{node_id} failed: {error}", style="red"), soft_wrap=True)
+
+
+@app.command()
+def complete(
+    prompt: Annotated[str, typer.Argument(help="The prompt.")],
+    system: Annotated[str | None, typer.Option("--system", help="A system prompt.")] = None,
+    temperature: Annotated[float | None, typer.Option(min=0, max=2)] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Use this model (no fallback).")] = None,
+    local_only: LocalOnly = False,
+    config: ConfigPath = None,
+    debug: Debug = False,
+) -> None:
+    """One call through the manager; prints the answer, then model, tokens and cost."""
+
+    async def call() -> LLMResult:
+        async with _manager(config, local_only) as manager:
+            return await manager.complete(
+                prompt, system_prompt=system, temperature=temperature, max_tokens=max_tokens, force_model=model
+            )
+
+    with _errors_as_one_line(debug):
+        try:
+            result = anyio.run(call)
+        except (AllModelsFailed, ModelNotFound, ProviderError) as exc:  # the call failed, not the setup
+            if debug:
+                raise
+            _say_error(exc)
+            raise typer.Exit(1) from None
+    console = Console()
+    console.print(Text(result.content), soft_wrap=True)
+    console.print(Text(f"{result.model_name} ({result.provider}) · {_tokens_cost(result.tokens, result.cost)} "
+                       f"· {result.latency:.2f}s", style="dim"))
+
+
+@app.command()
+def models(
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Ask each provider if it is reachable.")] = True,
+    local_only: LocalOnly = False,
+    config: ConfigPath = None,
+    debug: Debug = False,
+) -> None:
+    """The configured models: source, provider, priority, price, key, reachability."""
+    with _errors_as_one_line(debug):
+        cfg = LLMConfig.from_yaml(config) if config is not None else LLMConfig.default()
+        specs = [m for m in cfg.models if m.enabled]
+        reachable = anyio.run(check_models, specs, local_only) if check else {}
+    from amaos_llm.pricing import PriceBook
+
+    prices = PriceBook()
+    table = Table(title="models")
+    for column in ("name", "source", "provider", "priority", "$/1k in/out", "key", "reachable"):
+        table.add_column(column, no_wrap=column == "name")
+    for spec in specs:
+        p = prices.price(spec)
+        price = "unknown" if p is None else f"{p.per_1k_input.normalize():f}/{p.per_1k_output.normalize():f}"
+        key = "n/a" if not spec.key_required else "yes" if spec.resolve_key() else "missing"
+        table.add_row(spec.name, spec.source or "-", spec.provider, str(spec.priority), price, key,
+                      reachable.get(spec.name, "-"))
+    Console().print(table)
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="A pipeline or a model_priority.yaml.")],
+    debug: Debug = False,
+) -> None:
+    """Check a pipeline or a model configuration file; prints `ok` or the first problem."""
+    from amaos_llm.yaml_source import load_yaml
+
+    with _errors_as_one_line(debug):
+        data = load_yaml(file).data
+        if isinstance(data, dict) and "nodes" in data:
+            pipeline = load_pipeline(file)
+            for node in pipeline.orchestrator.nodes.values():
+                path = getattr(node.config, "config_path", None)
+                if path:
+                    LLMConfig.from_yaml(path)
+            o = pipeline.orchestrator
+            message = f"ok: pipeline {pipeline.name!r}: {len(o.nodes)} nodes, {len(o.edges)} edges"
+        else:
+            cfg = LLMConfig.from_yaml(file)
+            message = f"ok: model configuration: {len(cfg.models)} models"
+    Console().print(Text(message, style="green"))
+
+
+@app.command()
+def graph(
+    file: Annotated[Path, typer.Argument(help="A pipeline YAML file.")],
+    debug: Debug = False,
+) -> None:
+    """Print the pipeline as a Mermaid flowchart."""
+    with _errors_as_one_line(debug):
+        text = load_pipeline(file).to_mermaid()
+    typer.echo(text, nl=False)
+
+
+def _say_error(exc: BaseException) -> None:
+    # typer.secho, not rich: one line, never re-wrapped to the terminal width.
+    typer.secho(f"error: {exc}", fg="red", err=True)
+
+
+def _manager(config: Path | None, local_only: bool) -> LLMManager:
+    flag = True if local_only else None
+    return LLMManager.from_yaml(config, local_only=flag) if config is not None else LLMManager(local_only=flag)
+
+
+def _money(cost: Decimal | None) -> str:
+    return "unpriced" if cost is None else f"${cost:.6f}"
+
+
+def _tokens_cost(tokens: int | None, cost: Decimal | None) -> str:
+    parts: list[Any] = []
+    if tokens is not None:
+        parts.append(f"{tokens} tokens")
+    parts.append(_money(cost))
+    return ", ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `amaos-llm` entry point."""
+    app(args=argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""`GraphOrchestrator`: register nodes, connect them, run the graph (many times, concurrently).
+
+    orchestrator = GraphOrchestrator()
+    await orchestrator.register_node(LLMManagerNode(id="llm", config={...}))
+    await orchestrator.register_node(FunctionNode(id="shout", fn=lambda r: r.content.upper()))
+    orchestrator.connect("llm", "shout")
+    run = await orchestrator.run("Summarise: ...")
+    run.outputs["shout"].content, run.total_cost, run.total_tokens
+
+The topology is checked as it is built (see `graphs.topology`) and compiled once, on the first
+run after a change; runs then share the compiled plan.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+
+from graphs.errors import RunFailed
+from graphs.events import EventBus, Listener
+from graphs.mermaid import to_mermaid
+from graphs.results import RunResult
+from graphs.scheduler import RunSettings, execute
+from graphs.topology import Edge, Plan, Topology, When
+from nodes import Node, Payload
+
+RunInput = str | Payload | Mapping[str, Any]
+
+
+class GraphOrchestrator:
+    """Runs a graph of nodes.
+
+    - `max_concurrency`: at most this many node tasks at once across all runs (None: no limit,
+      so a wide fan-out is never serialised)
+    - `node_timeout`: seconds per task for nodes that set no `timeout` of their own
+    - `fail_fast`: stop a run at its first failed node and raise `RunFailed`; otherwise failures
+      are results, and the rest of the graph runs on
+    """
+
+    def __init__(
+        self,
+        *,
+        max_concurrency: int | None = None,
+        node_timeout: float | None = None,
+        fail_fast: bool = False,
+        name: str = "graph",
+    ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1 (or None for no limit)")
+        self.name = name
+        self.max_concurrency, self.node_timeout, self.fail_fast = max_concurrency, node_timeout, fail_fast
+        self.bus = EventBus()
+        self._topology = Topology()
+        self._plan: Plan | None = None
+        self._limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
+        self._initialized = False
+        self._init_lock: anyio.Lock | None = None
+        self._run_prefix = secrets.token_hex(4)
+        self._run_counter = itertools.count(1)
+
+    # -- building -----------------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Initialize every registered node (later ones are initialized as they register)."""
+        if self._initialized:
+            return
+        for node in self._topology.nodes.values():
+            await node.initialize()
+        self._initialized = True
+
+    async def register_node(self, node: Node) -> Node:
+        self.add_node(node)
+        if self._initialized:
+            await node.initialize()
+        return node
+
+    def add_node(self, node: Node) -> Node:
+        """Register without initializing (for building a graph outside async code)."""
+        self._topology.add_node(node)
+        self._plan = None
+        return node
+
+    def connect(self, src: str, dst: str, when: When = None) -> Edge:
+        """Send `src`'s results to `dst`; with `when`, only those for which it holds.
+
+        `when` is a route name of a router `src`, a `Condition` (or its dict form), or a callable
+        taking the `ResultMessage` (a callable cannot be written to YAML).
+        """
+        edge = self._topology.add_edge(src, dst, when)
+        self._plan = None
+        return edge
+
+    @property
+    def nodes(self) -> Mapping[str, Node]:
+        return MappingProxyType(self._topology.nodes)
+
+    @property
+    def edges(self) -> Sequence[Edge]:
+        return tuple(self._topology.edges)
+
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            self._plan = self._topology.compile()
+        return self._plan
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(
+        self, inputs: RunInput, *, metadata: Mapping[str, Any] | None = None, fail_fast: bool | None = None
+    ) -> RunResult:
+        """Run the graph once.
+
+        `inputs` is `{root_node_id: payload}` (when every key names a node) or one payload for
+        every root: a prompt string, a `Payload`, or its dict form (`prompt` or `messages`, plus
+        `system_prompt`, `temperature`, `max_tokens`, `force_model`).
+        """
+        plan = self.plan
+        return await self._run(plan, _payloads(plan, inputs), metadata, fail_fast)
+
+    async def _run(
+        self, plan: Plan, payloads: dict[int, Payload], metadata: Mapping[str, Any] | None, fail_fast: bool | None
+    ) -> RunResult:
+        if not self._initialized:
+            await self._initialize_once()
+        settings = RunSettings(
+            self.bus, self._limiter, self.node_timeout, self.fail_fast if fail_fast is None else fail_fast
+        )
+        run_id = f"{self._run_prefix}-{next(self._run_counter)}"
+        return await execute(plan, payloads, run_id, dict(metadata or {}), settings)
+
+    async def run_many(
+        self,
+        inputs: Iterable[RunInput],
+        concurrency: int = 16,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        on_result: Callable[[int, RunResult], None] | None = None,
+    ) -> list[RunResult]:
+        """Run the graph once per input, at most `concurrency` runs at a time; results in input
+        order. `on_result(index, result)` is called as each run finishes. A `fail_fast` run that
+        stops contributes its partial result (`RunFailed.result`)."""
+        items = list(inputs)
+        if metadata is not None and len(metadata) != len(items):
+            raise ValueError(f"{len(items)} inputs but {len(metadata)} metadata entries")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        plan = self.plan
+        payloads = [_payloads(plan, item) for item in items]  # a bad input fails before any run starts
+        results: list[RunResult | None] = [None] * len(items)
+        queue = iter(range(len(items)))
+
+        async def worker() -> None:
+            for i in queue:  # shared iterator: each worker takes the next index
+                try:
+                    result = await self._run(plan, payloads[i], metadata[i] if metadata else None, None)
+                except RunFailed as exc:
+                    result = exc.result
+                results[i] = result
+                if on_result is not None:
+                    on_result(i, result)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(concurrency, len(items))):
+                tg.start_soon(worker)
+        return [r for r in results if r is not None]
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(event)` on node_started / node_finished / run_finished; returns the
+        function that unsubscribes it."""
+        return self.bus.subscribe(listener)
+
+    def events(self) -> AbstractAsyncContextManager[AsyncIterator[Any]]:
+        """`async with orchestrator.events() as events: async for event in events: ...`"""
+        return self.bus.stream()
+
+    def to_mermaid(self) -> str:
+        return to_mermaid(self._topology.nodes.values(), self._topology.edges, title=self.name)
+
+    def get_stats(self) -> dict[str, Any]:
+        return {node_id: node.get_stats() for node_id, node in self._topology.nodes.items()}
+
+    # -- closing ------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close every node; the first error is raised after all have been closed."""
+        errors: list[BaseException] = []
+        for node in self._topology.nodes.values():
+            try:
+                await node.aclose()
+            except Exception as exc:  # noqa: BLE001 - keep closing the others, then re-raise
+                errors.append(exc)
+        self._initialized = False
+        if errors:
+            raise errors[0]
+
+    async def __aenter__(self) -> GraphOrchestrator:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _initialize_once(self) -> None:
+        # Concurrent first runs must not initialize the nodes twice.
+        if self._init_lock is None:
+            self._init_lock = anyio.Lock()
+        async with self._init_lock:
+            await self.initialize()
+
+    def __repr__(self) -> str:
+        return f"GraphOrchestrator(name={self.name!r}, nodes={list(self._topology.nodes)!r})"
+
+
+def _payloads(plan: Plan, inputs: RunInput) -> dict[int, Payload]:
+    if not plan.steps:
+        raise ValueError("the graph has no nodes")
+    if isinstance(inputs, Mapping) and inputs and all(isinstance(k, str) and k in plan.index for k in inputs):
+        roots = {plan.steps[r].node_id for r in plan.roots}
+        if extra := [k for k in inputs if k not in roots]:
+            raise ValueError(f"{extra[0]!r} is not a root node; the roots are: {', '.join(sorted(roots))}")
+        if missing := sorted(roots - set(inputs)):
+            raise ValueError(f"no input for root node(s) {', '.join(missing)}; give one per root or one for all")
+        return {plan.index[k]: _payload(v) for k, v in inputs.items()}
+    payload = _payload(inputs)
+    return dict.fromkeys(plan.roots, payload)
+
+
+def _payload(value: Any) -> Payload:
+    if not isinstance(value, (str, Payload, Mapping)):
+        raise TypeError(f"a run input is a str, a Payload or a mapping, not {type(value).__name__}")
+    try:
+        return Payload.of(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "input"
+        raise ValueError(f"invalid run input: {where}: {first['msg']}") from None

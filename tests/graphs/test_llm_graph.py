@@ -1,0 +1,101 @@
+"""LLMManagerNode inside a graph: model metadata and exact costs reach downstream nodes and totals."""
+
+from decimal import Decimal
+
+import pytest
+
+from amaos_llm import LLMManager
+from graphs import GraphOrchestrator
+from nodes import FunctionNode, LLMManagerNode, OutputNode, PromptTemplateNode
+
+pytestmark = pytest.mark.anyio
+
+
+def model(reply, input_tokens, output_tokens, seen=None):
+    def fn(messages, **params):
+        if seen is not None:
+            seen.append((messages, params))
+        return {"content": reply, "input_tokens": input_tokens, "output_tokens": output_tokens}
+    return fn
+
+
+def manager(reply="summary", input_tokens=200, output_tokens=50, seen=None):
+    m = LLMManager(models=[])
+    m.register_model("fake", model(reply, input_tokens, output_tokens, seen),
+                     cost_per_1k_input=Decimal("0.5"), cost_per_1k_output=Decimal("1.5"))
+    return m
+
+
+async def test_the_issue_example_shouts_the_llm_answer_with_its_cost():
+    orchestrator = GraphOrchestrator()
+    await orchestrator.initialize()
+    seen = []
+    await orchestrator.register_node(LLMManagerNode(id="main_llm", name="Main LLM", manager=manager(seen=seen)))
+    received = []
+    await orchestrator.register_node(FunctionNode(id="shout", fn=lambda r: received.append(r) or r.content.upper()))
+    orchestrator.connect("main_llm", "shout")
+    run = await orchestrator.run({"main_llm": "Summarise: ..."})
+
+    assert run.outputs["shout"].content == "SUMMARY"
+    # 200/1000 × 0.5 + 50/1000 × 1.5 = 0.1 + 0.075
+    assert run.total_cost == Decimal("0.175")
+    assert run.total_tokens == 250
+    assert run.cost_by_node == {"main_llm": Decimal("0.175"), "shout": Decimal(0)}
+    upstream = received[0]
+    assert (upstream.model_name, upstream.provider, upstream.usage.input_tokens, upstream.usage.output_tokens,
+            upstream.cost) == ("fake", "callable", 200, 50, Decimal("0.175"))
+    assert upstream.latency > 0
+    assert seen[0][0][-1].content == "Summarise: ..."
+
+
+async def test_each_llm_call_is_counted_once_however_many_nodes_pass_it_on():
+    orchestrator = GraphOrchestrator()
+    orchestrator.add_node(LLMManagerNode("llm", manager=manager()))
+    orchestrator.add_node(FunctionNode("same", fn=lambda r: r))
+    orchestrator.add_node(OutputNode("out"))
+    orchestrator.connect("llm", "same")
+    orchestrator.connect("same", "out")
+    run = await orchestrator.run("x")
+    assert (run.total_cost, run.total_tokens) == (Decimal("0.175"), 250)
+    assert run.outputs["out"].content == "summary"
+
+
+async def test_per_run_overrides_reach_a_model_behind_a_template():
+    seen = []
+    orchestrator = GraphOrchestrator()
+    orchestrator.add_node(PromptTemplateNode("prompt", config={"template": "Summarise: {input}"}))
+    orchestrator.add_node(LLMManagerNode("llm", config={"temperature": 0.9}, manager=manager(seen=seen)))
+    orchestrator.connect("prompt", "llm")
+    await orchestrator.run({"prompt": "the text", "temperature": 0.0, "max_tokens": 9})
+    messages, params = seen[0]
+    assert messages[-1].content == "Summarise: the text"
+    assert (params["temperature"], params["max_tokens"]) == (0.0, 9)
+
+
+async def test_two_llm_branches_add_up_exactly():
+    orchestrator = GraphOrchestrator()
+    orchestrator.add_node(LLMManagerNode("a", manager=manager("A", 1000, 0)))
+    orchestrator.add_node(LLMManagerNode("b", manager=manager("B", 0, 1000)))
+    orchestrator.add_node(FunctionNode("join", fn=lambda rs: "+".join(r.content for r in rs)))
+    orchestrator.connect("a", "join")
+    orchestrator.connect("b", "join")
+    run = await orchestrator.run("x")
+    assert run.outputs["join"].content == "A+B"
+    assert run.cost_by_node == {"a": Decimal("0.5"), "b": Decimal("1.5"), "join": Decimal(0)}
+    assert run.total_cost == Decimal("2.0")
+
+
+async def test_a_failed_llm_call_is_an_error_result_not_a_crash():
+    def down(messages, **params):
+        raise ConnectionError("refused")
+
+    m = LLMManager(models=[])
+    m.register_model("fake", down, max_retries=0)
+    orchestrator = GraphOrchestrator()
+    orchestrator.add_node(LLMManagerNode("llm", manager=m))
+    orchestrator.add_node(OutputNode("out"))
+    orchestrator.connect("llm", "out")
+    run = await orchestrator.run("x")
+    assert list(run.errors) == ["llm"]
+    assert run.results["llm"].attempts[0].outcome == "error"
+    assert run.outputs["out"].error.startswith("upstream 'llm' failed: all models failed")

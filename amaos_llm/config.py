@@ -79,7 +79,8 @@ class ModelSpec(BaseModel):
 
     @property
     def key_required(self) -> bool:
-        return provider_info(self.provider).key_required
+        """Cloud SDKs need a key; any model that names a key variable needs it set."""
+        return self.api_key_env is not None or provider_info(self.provider).key_required
 
     def resolve_key(self) -> SecretStr | None:
         """The key given in code, else the one in the environment variable, else None."""

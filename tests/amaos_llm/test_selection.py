@@ -71,3 +71,12 @@ def test_fallback_chain_is_the_order_and_leaves_out_the_rest() -> None:
 def test_force_model_is_the_only_candidate() -> None:
     models = [spec("a", priority=9), spec("b")]
     assert order(models, force_model=models[1]) == [("b", None)]
+
+
+def test_a_named_key_variable_is_required_even_for_openai_compatible() -> None:
+    qwen = ModelSpec(name="qwen", provider="openai_compatible", base_url="https://dashscope.example.com/v1",
+                     api_key_env="MY_QWEN_KEY")
+    vllm = ModelSpec(name="vllm", provider="openai_compatible", base_url="http://127.0.0.1:8000/v1")
+    got = select_candidates([qwen, vllm], RoutingConfig(), estimate=lambda s: None, has_key=lambda s: False)
+    assert [(c.spec.name, c.skip_reason) for c in got] == [
+        ("vllm", None), ("qwen", "API key missing: set the environment variable MY_QWEN_KEY")]

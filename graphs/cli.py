@@ -27,7 +27,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from amaos_llm import AllModelsFailed, LLMConfig, LLMError, LLMManager, LLMResult, ModelNotFound, ProviderError
+from amaos_llm import (
+    AllModelsFailed,
+    ConfigError,
+    LLMConfig,
+    LLMError,
+    LLMManager,
+    LLMResult,
+    ModelNotFound,
+    ProviderError,
+)
 from graphs.batch import llm_calls, read_inputs, run_record
 from graphs.errors import GraphError, RunFailed
 from graphs.model_check import check_models
@@ -215,6 +224,9 @@ def models(
 @app.command()
 def validate(
     file: Annotated[Path, typer.Argument(help="A pipeline or a model_priority.yaml.")],
+    local_only: Annotated[
+        bool, typer.Option("--local-only", help="Also check that a local model exists to run offline.")
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Check a pipeline or a model configuration file; prints `ok` or the first problem."""
@@ -223,17 +235,23 @@ def validate(
     with _errors_as_one_line(debug):
         data = load_yaml(file).data
         if isinstance(data, dict) and "nodes" in data:
-            pipeline = load_pipeline(file)
+            pipeline = load_pipeline(file, local_only=True if local_only else None)
             for node in pipeline.orchestrator.nodes.values():
                 path = getattr(node.config, "config_path", None)
                 if path:
-                    LLMConfig.from_yaml(path)
+                    _check_local(path, LLMConfig.from_yaml(path), local_only or bool(node.config.local_only))
             o = pipeline.orchestrator
             message = f"ok: pipeline {pipeline.name!r}: {len(o.nodes)} nodes, {len(o.edges)} edges"
         else:
             cfg = LLMConfig.from_yaml(file)
+            _check_local(file, cfg, local_only or cfg.routing.local_only)
             message = f"ok: model configuration: {len(cfg.models)} models"
     Console().print(Text(message, style="green"))
+
+
+def _check_local(path: str | Path, cfg: LLMConfig, local_only: bool) -> None:
+    if local_only and not any(m.enabled and m.is_local for m in cfg.models):
+        raise ConfigError("local_only, but no enabled model has `source: local`", path=str(path))
 
 
 @app.command()

@@ -198,3 +198,11 @@ def test_the_module_runs_as_a_command():
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )
     assert (done.returncode, done.stdout.strip()) == (0, "ok: pipeline 'offline_agent': 4 nodes, 3 edges")
+
+
+def test_validate_local_only_refuses_a_config_without_local_models(tmp_path: Path) -> None:
+    cloud_only = tmp_path / "cloud.yaml"
+    cloud_only.write_text("models:\n  - {name: gpt, provider: openai}\n")
+    result = CliRunner().invoke(app, ["validate", str(cloud_only), "--local-only"])
+    assert result.exit_code == 2
+    assert "no enabled model has `source: local`" in result.output

@@ -1,0 +1,146 @@
+"""The contenders, configured alike: the raw OpenAI SDK, our `LLMManager`, LiteLLM's `Router`.
+
+Every one talks to the same loopback server, with the same request, no retries, and a fallback
+list of two models of which the first answers (or, for the fallback benchmark, refuses
+connections). Circuit breakers (ours) and cooldowns (LiteLLM's) can be switched off so that
+every call pays the failure instead of skipping a model that is known to be down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+PROMPT = "Say ok."
+MAX_TOKENS = 16
+TEMPERATURE = 0.0
+MODEL = "bench-model"
+KEY = "bench-key"  # the loopback server takes any key
+MESSAGES = [{"role": "user", "content": PROMPT}]
+
+Call = Callable[[], Awaitable[Any]]
+
+
+def openai_client(base_url: str) -> Any:
+    import openai
+
+    return openai.AsyncOpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+
+
+def raw_call(client: Any) -> Call:
+    async def call() -> Any:
+        return await client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS, temperature=TEMPERATURE
+        )
+
+    return call
+
+
+def raw_fallback_call(first: Any, second: Any) -> Call:
+    """What a hand-written fallback costs: try the first client, on a connection error the second."""
+    import openai
+
+    first_call, second_call = raw_call(first), raw_call(second)
+
+    async def call() -> Any:
+        try:
+            return await first_call()
+        except openai.APIConnectionError:
+            return await second_call()
+
+    return call
+
+
+def our_manager(first_url: str, second_url: str, *, breakers: bool = True) -> Any:
+    from amaos_llm import Defaults, LLMConfig, LLMManager, ModelSpec
+
+    def spec(name: str, url: str, priority: int) -> ModelSpec:
+        return ModelSpec(name=name, provider="openai_compatible", model=MODEL, base_url=url, api_key=KEY,
+                         priority=priority, max_retries=0)
+
+    defaults = Defaults(max_retries=0, **({} if breakers else {"breaker_threshold": 10**9}))
+    return LLMManager(LLMConfig(defaults=defaults, models=[spec("first", first_url, 2), spec("second", second_url, 1)]))
+
+
+def our_call(manager: Any) -> Call:
+    async def call() -> Any:
+        return await manager.complete(PROMPT, max_tokens=MAX_TOKENS, temperature=TEMPERATURE)
+
+    return call
+
+
+async def model_function(messages: Any, **params: Any) -> dict[str, Any]:
+    """The in-process model: as cheap as a model can be, so what is left is routing."""
+    return {"content": "ok", "input_tokens": 12, "output_tokens": 1}
+
+
+def our_callable_manager() -> Any:
+    from amaos_llm import Defaults, LLMConfig, LLMManager
+
+    manager = LLMManager(LLMConfig(defaults=Defaults(max_retries=0)))
+    manager.register_model("first", model_function, priority=2, max_retries=0)
+    manager.register_model("second", model_function, priority=1, max_retries=0)
+    return manager
+
+
+def function_call() -> Call:
+    """The callable alone: the baseline the in-process routing overhead is measured against."""
+    async def call() -> Any:
+        return await model_function(MESSAGES, temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
+
+    return call
+
+
+def quiet_litellm() -> None:
+    """LiteLLM as a production user runs it: no telemetry, no callbacks, no console logging.
+
+    `LITELLM_LOCAL_MODEL_COST_MAP` must be set before the import, or it fetches its price list
+    from the internet; the suite sets it for every child process.
+    """
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    litellm.set_verbose = False
+    litellm.callbacks = []
+    litellm.success_callback = []
+    litellm.failure_callback = []
+    litellm.service_callback = []
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def litellm_router(first_url: str | None, second_url: str | None, *, cooldowns: bool = True,
+                   mock: str | None = None) -> Any:
+    """A Router with deployments `first` and `second`, falling back from the first to the second.
+
+    With `mock`, no HTTP at all: LiteLLM answers `mock` itself (its in-process path).
+    """
+    quiet_litellm()
+    from litellm import Router
+
+    def deployment(name: str, url: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": f"openai/{MODEL}", "api_key": KEY, "max_retries": 0}
+        if mock is not None:
+            params["mock_response"] = mock
+        else:
+            params["api_base"] = url
+        return {"model_name": name, "litellm_params": params}
+
+    return Router(
+        model_list=[deployment("first", first_url), deployment("second", second_url)],
+        fallbacks=[{"first": ["second"]}],
+        num_retries=0,
+        disable_cooldowns=not cooldowns,
+    )
+
+
+def litellm_call(router: Any) -> Call:
+    async def call() -> Any:
+        return await router.acompletion(model="first", messages=MESSAGES, max_tokens=MAX_TOKENS,
+                                        temperature=TEMPERATURE)
+
+    return call

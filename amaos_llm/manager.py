@@ -18,7 +18,7 @@ import anyio
 from pydantic import ValidationError
 
 from amaos_llm.config import LLMConfig, ModelSpec
-from amaos_llm.errors import AllModelsFailed, ConfigError, ModelNotFound, ProviderError, ProviderTimeout
+from amaos_llm.errors import AllModelsFailed, ModelNotFound, ProviderError, ProviderTimeout
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 from amaos_llm.providers.callable import CallableProvider, ModelFunction

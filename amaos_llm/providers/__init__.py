@@ -1,7 +1,12 @@
 """Provider contract and registry. One module per provider; SDKs are imported on first use."""
 
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
-from amaos_llm.providers.registry import ProviderInfo, known_providers, provider_class, provider_info
+from amaos_llm.providers.registry import (
+    ProviderInfo,
+    known_providers,
+    provider_class,
+    provider_info,
+)
 
 __all__ = [
     "Provider",

@@ -6,7 +6,9 @@ calls these functions with what it could read: the status, a short message, `Ret
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -41,6 +43,30 @@ def error_for_status(
     if status >= 500:
         return ServerError(text, status_code=status)
     return BadRequestError(text, status_code=status)
+
+
+@contextmanager
+def sdk_errors(sdk: Any, provider: str, redact: Callable[[str], str]) -> Iterator[None]:
+    """Map the exceptions of a Stainless-generated SDK (`openai`, `anthropic`: the same tree).
+
+    An error event inside a stream arrives as `APIStatusError` with status 200 (anthropic) or a
+    bare `APIError` (openai); a stream cut mid-way can escape as a raw `httpx2` error."""
+    import httpx2
+
+    try:
+        yield
+    except sdk.APIStatusError as exc:
+        raise error_for_status(
+            provider, exc.status_code, redact(body_message(exc.body)), retry_after_seconds(exc.response.headers)
+        ) from exc
+    except (sdk.APITimeoutError, httpx2.TimeoutException) as exc:
+        raise timeout_error(provider, redact(describe(exc))) from exc
+    except (sdk.APIConnectionError, httpx2.TransportError, ConnectionError) as exc:
+        raise connection_error(provider, redact(describe(exc))) from exc
+    except (sdk.APIResponseValidationError, json.JSONDecodeError) as exc:
+        raise malformed_reply(provider, redact(describe(exc))) from exc
+    except sdk.APIError as exc:  # any other failure the SDK reports about the reply
+        raise error_for_status(provider, None, redact(body_message(exc.body or exc.message))) from exc
 
 
 def connection_error(provider: str, detail: str) -> ProviderConnectionError:

@@ -9,21 +9,11 @@ reads `ANTHROPIC_BASE_URL` itself.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from amaos_llm.errors import AuthenticationError, ProviderError
-from amaos_llm.providers._http_errors import (
-    body_message,
-    connection_error,
-    describe,
-    error_for_status,
-    malformed_reply,
-    retry_after_seconds,
-    timeout_error,
-)
+from amaos_llm.errors import ProviderError
+from amaos_llm.providers._http_errors import sdk_errors
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 
 if TYPE_CHECKING:
@@ -40,9 +30,7 @@ class AnthropicProvider(Provider):
         if self._sdk_client is None:
             import anthropic
 
-            key = self._api_key.get_secret_value() if self._api_key is not None else ""
-            if not key:
-                raise AuthenticationError(f"{self.spec.provider}: no API key; set {self.spec.api_key_env}")
+            key = self.required_key()
             kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
             if self.spec.base_url:
                 kwargs["base_url"] = self.spec.base_url
@@ -92,28 +80,7 @@ class AnthropicProvider(Provider):
             client, self._sdk_client = self._sdk_client, None
             await client.close()
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """SDK exceptions → `amaos_llm.errors`. An `error` event inside a stream arrives as an
-        `APIStatusError` with status 200; a stream cut mid-way as a raw `httpx2` error."""
+    def _errors(self) -> AbstractContextManager[None]:
         import anthropic
-        import httpx2
 
-        name = self.spec.provider
-        try:
-            yield
-        except anthropic.APIStatusError as exc:
-            raise error_for_status(
-                name,
-                exc.status_code,
-                self.redact(body_message(exc.body)),
-                retry_after_seconds(exc.response.headers),
-            ) from exc
-        except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
-            raise timeout_error(name, self.redact(describe(exc))) from exc
-        except (anthropic.APIConnectionError, httpx2.TransportError, ConnectionError) as exc:
-            raise connection_error(name, self.redact(describe(exc))) from exc
-        except (anthropic.APIResponseValidationError, json.JSONDecodeError) as exc:
-            raise malformed_reply(name, self.redact(describe(exc))) from exc
-        except anthropic.APIError as exc:  # any other failure the SDK reports about the reply
-            raise error_for_status(name, None, self.redact(body_message(exc.body or exc.message))) from exc
+        return sdk_errors(anthropic, self.spec.provider, self.redact)

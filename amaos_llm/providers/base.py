@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from amaos_llm.errors import AuthenticationError
+
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
@@ -64,6 +66,13 @@ class Provider(ABC):
 
     async def aclose(self) -> None:
         """Release clients, connections, loaded models."""
+
+    def required_key(self) -> str:
+        """The API key, or an `AuthenticationError` naming the variable to set."""
+        key = self._api_key.get_secret_value() if self._api_key is not None else ""
+        if not key:
+            raise AuthenticationError(f"{self.spec.provider}: no API key; set {self.spec.api_key_env}")
+        return key
 
     def redact(self, text: str) -> str:
         """Error text with this provider's key removed, for messages that echo what was sent."""

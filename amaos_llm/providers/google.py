@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from amaos_llm.errors import AuthenticationError, BadRequestError, ProviderError
+from amaos_llm.errors import BadRequestError, ProviderError
 from amaos_llm.providers._http_errors import (
     body_message,
     connection_error,
@@ -42,9 +42,7 @@ class GoogleProvider(Provider):
             from google import genai
             from google.genai import types
 
-            key = self._api_key.get_secret_value() if self._api_key is not None else ""
-            if not key:
-                raise AuthenticationError(f"{self.spec.provider}: no API key; set {self.spec.api_key_env}")
+            key = self.required_key()
             http_options = types.HttpOptions(base_url=self.spec.base_url) if self.spec.base_url else None
             self._sdk_client = genai.Client(api_key=key, http_options=http_options)
         return self._sdk_client

@@ -9,21 +9,11 @@ reasoning models require. `spec.options` (then `request.options`) are sent as ex
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from amaos_llm.errors import AuthenticationError, ProviderError
-from amaos_llm.providers._http_errors import (
-    body_message,
-    connection_error,
-    describe,
-    error_for_status,
-    malformed_reply,
-    retry_after_seconds,
-    timeout_error,
-)
+from amaos_llm.errors import ProviderError
+from amaos_llm.providers._http_errors import sdk_errors
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 
 if TYPE_CHECKING:
@@ -44,10 +34,9 @@ class OpenAIProvider(Provider):
         if self._sdk_client is None:
             import openai
 
-            key = self._api_key.get_secret_value() if self._api_key is not None else ""
-            if not key:
-                if self.spec.provider == "openai":
-                    raise AuthenticationError(f"openai: no API key; set {self.spec.api_key_env}")
+            if self.spec.provider == "openai" or self._api_key is not None:
+                key = self.required_key()
+            else:
                 key = PLACEHOLDER_KEY
             kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
             if self.spec.base_url:
@@ -94,30 +83,10 @@ class OpenAIProvider(Provider):
             client, self._sdk_client = self._sdk_client, None
             await client.close()
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        import httpx2
+    def _errors(self) -> AbstractContextManager[None]:
         import openai
 
-        name = self.spec.provider
-        try:
-            yield
-        except openai.APIStatusError as exc:
-            raise error_for_status(
-                name,
-                exc.status_code,
-                self.redact(body_message(exc.body)),
-                retry_after_seconds(exc.response.headers),
-            ) from exc
-        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
-            raise timeout_error(name, self.redact(describe(exc))) from exc
-        except (openai.APIConnectionError, httpx2.TransportError, ConnectionError) as exc:
-            raise connection_error(name, self.redact(describe(exc))) from exc
-        except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
-            raise malformed_reply(name, self.redact(describe(exc))) from exc
-        except openai.APIError as exc:  # an error event inside a stream: no status code
-            raise error_for_status(name, None, self.redact(body_message(exc.body or exc.message))) from exc
-
+        return sdk_errors(openai, self.spec.provider, self.redact)
 
 def _wire_message(message: Message) -> dict[str, str]:
     # A `tool` message needs a tool_call_id the plain-text contract does not carry: send it as user text.

@@ -99,3 +99,37 @@ async def test_a_failed_llm_call_is_an_error_result_not_a_crash():
     assert list(run.errors) == ["llm"]
     assert run.results["llm"].attempts[0].outcome == "error"
     assert run.outputs["out"].error.startswith("upstream 'llm' failed: all models failed")
+
+
+async def test_llm_node_over_real_http_sends_overrides_and_carries_real_usage_downstream(
+    tmp_path, monkeypatch, openai_fake, anthropic_fake
+):
+    """YAML model config → LLMManagerNode → official SDKs → fakes on 127.0.0.1: the fallback, the
+    wire's token counts and the exact cost all reach the downstream node."""
+    openai_fake.fail(500)
+    anthropic_fake.reply = "three word answer"
+    config = tmp_path / "models.yaml"
+    config.write_text(
+        "defaults: {max_retries: 0}\n"
+        "models:\n"
+        f"  - {{name: first, provider: openai, model: test-model, base_url: '{openai_fake.url}',"
+        " api_key_env: AMAOS_TEST_KEY, priority: 2}\n"
+        f"  - {{name: second, provider: anthropic, model: test-model, base_url: '{anthropic_fake.url}',"
+        " api_key_env: AMAOS_TEST_KEY, priority: 1, cost_per_1k_input: 2, cost_per_1k_output: 4}\n"
+    )
+    monkeypatch.setenv("AMAOS_TEST_KEY", "sk-test-graph-key")
+    orchestrator = GraphOrchestrator()
+    orchestrator.add_node(LLMManagerNode("llm", config={"config_path": str(config), "max_tokens": 9}))
+    received = []
+    orchestrator.add_node(FunctionNode("after", fn=lambda r: received.append(r) or "done"))
+    orchestrator.connect("llm", "after")
+    async with orchestrator:
+        run = await orchestrator.run({"prompt": "one two three four", "temperature": 0.0})
+    upstream = received[0]
+    assert [(a.model_name, a.outcome) for a in upstream.attempts] == [("first", "error"), ("second", "success")]
+    assert (upstream.model_name, upstream.provider, upstream.content) == ("second", "anthropic", "three word answer")
+    assert (upstream.usage.input_tokens, upstream.usage.output_tokens) == (4, 3)
+    assert upstream.cost == Decimal("0.02")  # 4/1000 × 2 + 3/1000 × 4
+    assert (run.total_cost, run.total_tokens) == (Decimal("0.02"), 7)
+    assert anthropic_fake.requests[0].body["temperature"] == 0.0
+    assert anthropic_fake.requests[0].body["max_tokens"] == 9

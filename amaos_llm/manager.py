@@ -219,8 +219,7 @@ class LLMManager:
             options=spec.options,
         )
         timeout = spec.timeout or defaults.timeout
-        policy = RetryPolicy(_first(spec.max_retries, defaults.max_retries), defaults.retry_backoff,
-                             defaults.max_retry_wait)
+        policy: RetryPolicy | None = None  # built on the first failure: the happy path needs none
         breaker = self._breaker(spec)
         retry = 0
         while True:
@@ -245,6 +244,9 @@ class LLMManager:
                                     error=f"{type(error).__name__}: {error}", latency=latency))
             stats.record_attempt(spec.name, outcome, latency)
             retry += 1
+            if policy is None:
+                policy = RetryPolicy(_first(spec.max_retries, defaults.max_retries), defaults.retry_backoff,
+                                     defaults.max_retry_wait)
             delay = policy.delay(error, retry)
             if delay is None:
                 return None

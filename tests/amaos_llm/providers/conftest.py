@@ -1,0 +1,33 @@
+"""`fake` and `provider` for whichever wire a test runs on.
+
+test_contract.py parametrizes `wire` over the four wires; a per-wire file names its own in `WIRE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from amaos_llm.providers.base import Provider
+from tests.amaos_llm.providers.wires import Wire, make
+from tests.support.fakes import FakeServer
+
+
+@pytest.fixture
+def wire(request: pytest.FixtureRequest) -> Wire:
+    """The module's `WIRE` (test_contract.py parametrizes `wire` instead)."""
+    return request.module.WIRE
+
+
+@pytest.fixture
+def fake(wire: Wire, request: pytest.FixtureRequest) -> FakeServer:
+    """The wire's fake server (the same instance as its named fixture, e.g. `ollama_fake`)."""
+    return request.getfixturevalue(wire.fixture)
+
+
+@pytest.fixture
+async def provider(wire: Wire, fake: FakeServer) -> AsyncIterator[Provider]:
+    p = make(wire, fake.url)
+    yield p
+    await p.aclose()

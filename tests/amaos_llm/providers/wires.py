@@ -1,0 +1,133 @@
+"""The four HTTP wires as a table, for the contract suite (test_contract.py) and the per-wire files.
+
+A `Wire` says only what differs between providers where the contract needs it: how to point a
+provider at a fake, the fake's fixture, the base-URL env var, where fields land in the recorded
+request body (dotted paths), and the wire's spellings of finish reasons and errors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import SecretStr
+
+from amaos_llm.config import ModelSpec
+from amaos_llm.errors import AuthenticationError, BadRequestError, ProviderError
+from amaos_llm.providers.anthropic import AnthropicProvider
+from amaos_llm.providers.base import Provider, ProviderRequest
+from amaos_llm.providers.google import GoogleProvider
+from amaos_llm.providers.ollama import OllamaProvider
+from amaos_llm.providers.openai import OpenAIProvider
+from amaos_llm.types import Message
+from tests.support.fakes import FakeServer
+
+KEY = "sk-test-SECRET-123"
+MODEL = "test-model"
+
+
+def exactly(text: str) -> str:
+    return re.escape(text)
+
+
+def starting(text: str) -> str:
+    return re.escape(text) + ".*"
+
+
+@dataclass(frozen=True)
+class Wire:
+    name: str  # the spec's provider, and the prefix of every error message
+    cls: type[Provider]
+    fixture: str  # the fake's fixture (tests.support.fixtures)
+    url_path: str  # what follows host:port in the base URL the SDK wants
+    base_url_env: str  # read by the SDK when base_url is None
+    env_url: Callable[[FakeServer], str]  # that variable's value pointing at a fake
+    generate: str  # path of the generation POST
+    health: str  # path of the health GET
+    temperature: str  # dotted paths in the recorded request body
+    max_tokens: str
+    seed: str | None  # None: the API has no seed
+    prompt: dict[str, Any]  # ask("hi", system="be brief") as sent: dotted path -> value
+    finish: tuple[str, str]  # finish_reason of a complete reply, of one cut at max_tokens
+    retry_after: float | None  # `Retry-After: 7` on a 429 as the provider sees it
+    refused: str  # regex the whole refused-connection message matches
+    key_env: str | None = None  # None: no key
+    key_header: tuple[str, str] | None = None  # (header, prefix) carrying the key, where the contract checks it
+    bad_key: tuple[int, type[ProviderError]] = field(default=(401, AuthenticationError))  # how a key is refused
+
+    def __str__(self) -> str:
+        return self.name
+
+
+CHAT_PROMPT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]  # system first
+
+
+OLLAMA = Wire(
+    name="ollama", cls=OllamaProvider, fixture="ollama_fake", url_path="",
+    base_url_env="OLLAMA_HOST", env_url=lambda fake: f"127.0.0.1:{fake.port}",
+    generate="/api/chat", health="/api/tags",
+    temperature="options.temperature", max_tokens="options.num_predict", seed="options.seed",
+    prompt={"messages": CHAT_PROMPT},
+    finish=("stop", "length"),
+    retry_after=None,  # the ollama SDK does not expose response headers
+    refused=starting("ollama: connection failed: ConnectionError: Failed to connect to Ollama"),
+)
+OPENAI = Wire(
+    name="openai", cls=OpenAIProvider, fixture="openai_fake", url_path="/v1",
+    base_url_env="OPENAI_BASE_URL", env_url=lambda fake: fake.url,
+    generate="/v1/chat/completions", health="/v1/models",
+    temperature="temperature", max_tokens="max_completion_tokens", seed="seed",
+    prompt={"messages": CHAT_PROMPT},
+    finish=("stop", "length"),
+    retry_after=7.0,
+    refused=exactly("openai: connection failed: APIConnectionError: Connection error."),
+    key_env="OPENAI_API_KEY", key_header=("authorization", "Bearer "),
+)
+ANTHROPIC = Wire(
+    name="anthropic", cls=AnthropicProvider, fixture="anthropic_fake", url_path="",
+    base_url_env="ANTHROPIC_BASE_URL", env_url=lambda fake: fake.url,
+    generate="/v1/messages", health="/v1/models",
+    temperature="temperature", max_tokens="max_tokens", seed=None,
+    prompt={"system": "be brief", "messages": [{"role": "user", "content": "hi"}]},
+    finish=("end_turn", "max_tokens"),
+    retry_after=7.0,
+    refused=exactly("anthropic: connection failed: APIConnectionError: Connection error."),
+    key_env="ANTHROPIC_API_KEY",  # its header depends on the SDK version: test_anthropic.py
+)
+GOOGLE = Wire(
+    name="google", cls=GoogleProvider, fixture="google_fake", url_path="",
+    base_url_env="GOOGLE_GEMINI_BASE_URL", env_url=lambda fake: fake.url,
+    generate=f"/v1/models/{MODEL}:generateContent", health=f"/v1/models/{MODEL}",
+    temperature="generationConfig.temperature", max_tokens="generationConfig.maxOutputTokens",
+    seed="generationConfig.seed",
+    prompt={"systemInstruction.parts": [{"text": "be brief"}],
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+    finish=("STOP", "MAX_TOKENS"),
+    retry_after=7.0,
+    refused=starting("google: connection failed: ConnectError"),
+    key_env="GOOGLE_API_KEY", key_header=("x-goog-api-key", ""),
+    bad_key=(400, BadRequestError),  # Gemini answers a bad key with 400 INVALID_ARGUMENT
+)
+WIRES = [OLLAMA, OPENAI, ANTHROPIC, GOOGLE]
+
+
+def at(body: Any, path: str) -> Any:
+    """The value at a dotted path in a recorded request body."""
+    for key in path.split("."):
+        body = body[key]
+    return body
+
+
+def ask(text: str = "hello there", *, system: str | None = None, **kwargs: Any) -> ProviderRequest:
+    messages = [Message(role="system", content=system)] if system else []
+    messages.append(Message(role="user", content=text))
+    params: dict[str, Any] = {"temperature": 0.0, "max_tokens": 64, **kwargs}
+    return ProviderRequest(messages=messages, model=MODEL, **params)
+
+
+def make(wire: Wire, base_url: str | None, key: str | None = KEY, **spec: Any) -> Provider:
+    """`wire`'s provider for `base_url`, with `key` if the wire takes one; `spec` overrides fields."""
+    fields: dict[str, Any] = {"name": wire.name, "provider": wire.name, "model": MODEL, "base_url": base_url, **spec}
+    return wire.cls(ModelSpec(**fields), SecretStr(key) if key and wire.key_env else None)

@@ -19,7 +19,6 @@ import networkx as nx
 from pydantic import ValidationError
 
 from amaos_llm.yaml_source import config_error
-
 from graphs.errors import TopologyError
 from nodes import Condition, Node, NodeStats, Predicate, ResultMessage, RouterNode, TaskMessage
 

@@ -29,8 +29,9 @@ MAX_MESSAGE = 300  # a server may echo the whole request back; keep errors short
 def error_for_status(
     provider: str, status: int | None, message: str, retry_after: float | None = None
 ) -> ProviderError:
-    """The error for an HTTP status; `message` must already be redacted. `None` (or a non-error status such as 200 or Ollama's -1)
-    means an error event inside an otherwise successful reply: a `ServerError`."""
+    """The error for an HTTP status; `message` must already be redacted. `None` (or a non-error
+    status such as 200 or Ollama's -1) means an error event inside an otherwise successful reply:
+    a `ServerError`."""
     if status is None or status < 400:
         return ServerError(f"{provider}: error in reply: {_short(message)}", status_code=status)
     text = f"{provider}: HTTP {status}: {_short(message)}"

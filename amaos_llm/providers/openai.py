@@ -88,6 +88,7 @@ class OpenAIProvider(Provider):
 
         return sdk_errors(openai, self.spec.provider, self.redact)
 
+
 def _wire_message(message: Message) -> dict[str, str]:
     # A `tool` message needs a tool_call_id the plain-text contract does not carry: send it as user text.
     role = "user" if message.role == "tool" else message.role

@@ -156,8 +156,7 @@ def trusted(cls: type[M], **values: Any) -> M:
         defaults, fresh = _DEFAULTS[cls]
     except KeyError:
         defaults, fresh = _DEFAULTS[cls] = _defaults_of(cls)
-    state = defaults.copy()
-    state.update(values)
+    state = {**defaults, **values}
     for name in fresh:
         if state[name] is None:
             state[name] = {}

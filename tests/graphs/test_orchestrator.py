@@ -7,7 +7,7 @@ from amaos_llm import Usage
 from graphs import GraphOrchestrator, RunFailed
 from nodes import FunctionNode, JoinNode, Node, ResultMessage, RouterNode
 
-from .helpers import build, raising, text_of
+from .graph_builders import build, raising, text_of
 
 pytestmark = pytest.mark.anyio
 

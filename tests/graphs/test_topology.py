@@ -5,7 +5,7 @@ import pytest
 from graphs import GraphOrchestrator, TopologyError
 from nodes import FunctionNode, InputNode, LLMManagerNode, RouterNode
 
-from .helpers import build, tag
+from .graph_builders import build, tag
 
 
 def test_connecting_an_unknown_node_names_the_known_ones():

@@ -29,11 +29,15 @@ class AnthropicProvider(Provider):
     def _client(self) -> anthropic.AsyncAnthropic:
         if self._sdk_client is None:
             import anthropic
+            import httpx2
 
             key = self.required_key()
             kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
             if self.spec.base_url:
                 kwargs["base_url"] = self.spec.base_url
+            limits = self.http_limits(httpx2)
+            if limits is not None:  # the SDK's client class, on httpx2 despite its name
+                kwargs["http_client"] = anthropic.DefaultAsyncHttpxClient(limits=limits)
             self._sdk_client = anthropic.AsyncAnthropic(**kwargs)
         return self._sdk_client
 

@@ -42,8 +42,16 @@ class GoogleProvider(Provider):
             from google import genai
             from google.genai import types
 
+            import httpx2
+
             key = self.required_key()
-            http_options = types.HttpOptions(base_url=self.spec.base_url) if self.spec.base_url else None
+            options: dict[str, Any] = {}
+            if self.spec.base_url:
+                options["base_url"] = self.spec.base_url
+            limits = self.http_limits(httpx2)
+            if limits is not None:
+                options["async_client_args"] = {"limits": limits}
+            http_options = types.HttpOptions(**options) if options else None
             self._sdk_client = genai.Client(api_key=key, http_options=http_options)
         return self._sdk_client
 

@@ -33,9 +33,12 @@ class OllamaProvider(Provider):
 
     def _client(self) -> ollama.AsyncClient:
         if self._sdk_client is None:
+            import httpx
             import ollama
 
-            self._sdk_client = ollama.AsyncClient(host=self.spec.base_url)
+            limits = self.http_limits(httpx)  # ollama passes extra arguments on to httpx
+            extra = {"limits": limits} if limits is not None else {}
+            self._sdk_client = ollama.AsyncClient(host=self.spec.base_url, **extra)
         return self._sdk_client
 
     async def complete(self, request: ProviderRequest) -> ProviderReply:

@@ -32,6 +32,7 @@ class OpenAIProvider(Provider):
 
     def _client(self) -> openai.AsyncOpenAI:
         if self._sdk_client is None:
+            import httpx2
             import openai
 
             if self.spec.provider == "openai" or self._api_key is not None:
@@ -41,6 +42,9 @@ class OpenAIProvider(Provider):
             kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
             if self.spec.base_url:
                 kwargs["base_url"] = self.spec.base_url
+            limits = self.http_limits(httpx2)
+            if limits is not None:
+                kwargs["http_client"] = openai.DefaultAsyncHttpx2Client(limits=limits)
             self._sdk_client = openai.AsyncOpenAI(**kwargs)
         return self._sdk_client
 

@@ -99,6 +99,7 @@ class FakeServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
+        self.peak_connections = 0  # most client connections open at once
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -205,8 +206,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        with self.server.fake._lock:
-            self.server.fake._connections.add(self.connection)
+        fake = self.server.fake
+        with fake._lock:
+            fake._connections.add(self.connection)
+            fake.peak_connections = max(fake.peak_connections, len(fake._connections))
 
     def finish(self) -> None:
         with self.server.fake._lock:

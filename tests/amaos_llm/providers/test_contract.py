@@ -210,3 +210,27 @@ async def test_health_is_false_when_unreachable(wire: Wire, closed_port: str) ->
         assert await p.health() is False
     finally:
         await p.aclose()
+
+
+@every_wire
+async def test_max_connections_caps_the_sdk_connection_pool(wire: Wire, fake: FakeServer) -> None:
+    fake.delay = 0.2
+    provider = make(wire, fake.url, max_connections=2)
+    async with anyio.create_task_group() as tg:
+        for _ in range(6):
+            tg.start_soon(provider.complete, ask())
+    await provider.aclose()
+    assert (len(fake.requests), fake.peak_connections) == (6, 2)
+
+
+@every_wire
+async def test_without_max_connections_the_sdk_opens_a_connection_per_concurrent_call(
+    wire: Wire, fake: FakeServer
+) -> None:
+    fake.delay = 0.2
+    provider = make(wire, fake.url)
+    async with anyio.create_task_group() as tg:
+        for _ in range(6):
+            tg.start_soon(provider.complete, ask())
+    await provider.aclose()
+    assert fake.peak_connections == 6

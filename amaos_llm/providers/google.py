@@ -39,10 +39,9 @@ class GoogleProvider(Provider):
 
     def _client(self) -> genai.Client:
         if self._sdk_client is None:
+            import httpx2
             from google import genai
             from google.genai import types
-
-            import httpx2
 
             key = self.required_key()
             options: dict[str, Any] = {}

@@ -79,11 +79,6 @@ class AnthropicProvider(Provider):
             return False
         return True
 
-    async def aclose(self) -> None:
-        if self._sdk_client is not None:
-            client, self._sdk_client = self._sdk_client, None
-            await client.close()
-
     def _errors(self) -> AbstractContextManager[None]:
         import anthropic
 

@@ -64,8 +64,17 @@ class Provider(ABC):
         """Cheap reachability check (no generation). Default: assume reachable."""
         return True
 
+    # The SDK client, built lazily by the subclass on first use; `aclose` closes it.
+    _sdk_client: Any = None
+
     async def aclose(self) -> None:
-        """Release clients, connections, loaded models."""
+        """Release the SDK client (safe to call twice). Providers holding more override this."""
+        if self._sdk_client is not None:
+            client, self._sdk_client = self._sdk_client, None
+            await self._close_client(client)
+
+    async def _close_client(self, client: Any) -> None:
+        await client.close()
 
     def http_limits(self, httpx_module: Any) -> Any:
         """`Limits` for the SDK's HTTP pool from `max_connections`, or None for the SDK's own.

@@ -110,11 +110,9 @@ class GoogleProvider(Provider):
             return False
         return True
 
-    async def aclose(self) -> None:
-        if self._sdk_client is not None:
-            client, self._sdk_client = self._sdk_client, None
-            await client.aio.aclose()
-            client.close()  # the sync transport is built eagerly too
+    async def _close_client(self, client: genai.Client) -> None:
+        await client.aio.aclose()
+        client.close()  # the sync transport is built eagerly too
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

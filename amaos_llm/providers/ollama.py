@@ -77,11 +77,6 @@ class OllamaProvider(Provider):
         # Ollama stores "llama3" as "llama3:latest".
         return wanted in names or (":" not in wanted and f"{wanted}:latest" in names)
 
-    async def aclose(self) -> None:
-        if self._sdk_client is not None:
-            client, self._sdk_client = self._sdk_client, None
-            await client.close()
-
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """SDK exceptions → `amaos_llm.errors`. Ollama lets builtin `ConnectionError` (refused) and

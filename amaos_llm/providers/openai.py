@@ -82,11 +82,6 @@ class OpenAIProvider(Provider):
             return False
         return True
 
-    async def aclose(self) -> None:
-        if self._sdk_client is not None:
-            client, self._sdk_client = self._sdk_client, None
-            await client.close()
-
     def _errors(self) -> AbstractContextManager[None]:
         import openai
 

@@ -54,7 +54,8 @@ def test_defaults_fill_model_id_source_and_key_variable() -> None:
 
 
 def test_prices_are_exact_decimals(tmp_path: Path) -> None:
-    config = LLMConfig.from_yaml(write(tmp_path, "models:\n  - {name: c, provider: anthropic, cost_per_1k_input: 0.25}\n"))
+    yaml_text = "models:\n  - {name: c, provider: anthropic, cost_per_1k_input: 0.25}\n"
+    config = LLMConfig.from_yaml(write(tmp_path, yaml_text))
     assert config.models[0].cost_per_1k_input == Decimal("0.25")
 
 

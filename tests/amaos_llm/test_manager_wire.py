@@ -36,7 +36,8 @@ async def test_temperature_zero_and_max_tokens_reach_every_wire(
             await manager.complete("hello there", temperature=0.0, max_tokens=7, force_model=spec.name)
     assert ollama_fake.requests[-1].body["options"]["temperature"] == 0.0
     assert ollama_fake.requests[-1].body["options"]["num_predict"] == 7
-    assert (openai_fake.requests[-1].body["temperature"], openai_fake.requests[-1].body["max_completion_tokens"]) == (0.0, 7)
+    body = openai_fake.requests[-1].body
+    assert (body["temperature"], body["max_completion_tokens"]) == (0.0, 7)
     assert (anthropic_fake.requests[-1].body["temperature"], anthropic_fake.requests[-1].body["max_tokens"]) == (0.0, 7)
     generation = google_fake.requests[-1].body["generationConfig"]
     assert (generation["temperature"], generation["maxOutputTokens"]) == (0.0, 7)

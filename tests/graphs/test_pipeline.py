@@ -8,7 +8,9 @@ import pytest
 from amaos_llm import ConfigError
 from graphs import Pipeline, load_pipeline
 from nodes import LLMManagerNode
+from tests.support.backends import all_backends
 
+# Tests that swap in an LLMManager stay on the default (asyncio) backend; the pure ones use @all_backends.
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +42,7 @@ edges:
 """
 
 
+@all_backends
 async def test_a_pipeline_runs_from_yaml(tmp_path):
     pipeline = load_pipeline(write(tmp_path, GOOD))
     run = await pipeline.run("hi")
@@ -316,6 +319,7 @@ def _callable_manager(fn):
     return manager
 
 
+@all_backends
 async def test_a_graph_built_in_code_dumps_and_loads_back(tmp_path):
     from graphs import GraphOrchestrator
     from nodes import JoinNode, OutputNode, PromptTemplateNode, RouterNode

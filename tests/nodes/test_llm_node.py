@@ -80,7 +80,9 @@ async def test_the_upstream_content_is_the_prompt():
 async def test_a_root_given_a_chat_sends_the_chat():
     model = Model()
     node = LLMManagerNode("llm", config={"system_prompt": "sys"}, manager=manager_with(model))
-    chat = (Message(role="user", content="a"), Message(role="assistant", content="b"), Message(role="user", content="c"))
+    chat = (
+        Message(role="user", content="a"), Message(role="assistant", content="b"), Message(role="user", content="c")
+    )
     await node.handle(task(Payload(messages=chat)))
     assert [m.content for m in model.calls[0][0]] == ["sys", "a", "b", "c"]
 

@@ -14,8 +14,15 @@ from nodes import (
     RouterNode,
     TaskMessage,
 )
+from tests.support.backends import BACKENDS
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    # Standard nodes only, no SDK or HTTP fake: runs on asyncio and trio (tests/support/backends.py).
+    return request.param
 
 
 def upstream(node_id, content="", **fields):
@@ -118,6 +125,26 @@ async def test_an_async_function_is_awaited():
         return r.content * 2
 
     assert (await FunctionNode("f", fn=fn).handle(task(upstream("a", "ab")))).content == "abab"
+
+
+async def test_an_object_with_an_async_call_and_a_sync_function_returning_a_coroutine_are_awaited():
+    class Doubler:
+        async def __call__(self, r):
+            return r.content * 2
+
+    async def later(text):
+        return text
+
+    for fn in (Doubler(), lambda r: later(r.content * 2)):
+        assert (await FunctionNode("f", fn=fn).handle(task(upstream("a", "ab")))).content == "abab"
+
+
+async def test_a_returned_str_subclass_becomes_plain_content():
+    class Text(str):
+        pass
+
+    result = await FunctionNode("f", fn=lambda r: Text("hi")).handle(task(upstream("a", "x")))
+    assert type(result.content) is str and result.content == "hi"
 
 
 async def test_a_returned_dict_sets_fields_and_merges_the_rest_into_data():

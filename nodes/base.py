@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from amaos_llm.yaml_source import config_error
-from nodes.messages import ResultMessage, TaskMessage
+from nodes.messages import ZERO_USAGE, ResultMessage, TaskMessage
 
 
 class NodeConfig(BaseModel):
@@ -57,7 +57,7 @@ class NodeStats:
         if result.error is not None:
             self.errors += 1
         usage = result.usage
-        if usage.input_tokens or usage.output_tokens:
+        if usage is not ZERO_USAGE:
             self.tokens += usage.input_tokens + usage.output_tokens
         if result.cost:
             self.cost += result.cost

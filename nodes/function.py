@@ -52,6 +52,7 @@ class FunctionNode(Node):
             settings["accepts_errors"] = True
         super().__init__(id, name, settings)
         self.fn = fn
+        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
         self.input_type, self.output_type = input_type, output_type
 
     async def handle(self, task: TaskMessage) -> ResultMessage:
@@ -59,11 +60,16 @@ class FunctionNode(Node):
         arg: ResultMessage | list[ResultMessage] | Payload = (
             inputs[0] if len(inputs) == 1 else list(inputs) if inputs else task.payload
         )
-        out = self.fn(arg)
-        if inspect.isawaitable(out):
-            out = await out
-        if isinstance(out, str):
+        if self._is_async:
+            out = await self.fn(arg)
+        else:
+            out = self.fn(arg)
+            if inspect.isawaitable(out):  # a sync callable may still hand back an awaitable
+                out = await out
+        if type(out) is str:
             return task.reply(out)
+        if isinstance(out, str):
+            return task.reply(str(out))
         if isinstance(out, ResultMessage):
             return _readdress(out, task)
         if isinstance(out, Mapping):

@@ -5,6 +5,7 @@ from pydantic import ValidationError
 
 from amaos_llm import Message, Usage
 from nodes import Payload, ResultMessage, TaskMessage
+from nodes.messages import task_message
 
 
 def task(**fields):
@@ -42,7 +43,8 @@ def test_a_result_without_llm_call_reports_zero_cost_and_tokens():
 
 def test_reply_builds_a_result_addressed_to_the_task():
     result = task().reply("out", route="a")
-    assert (result.task_id, result.run_id, result.node_id, result.content, result.route) == ("r:n", "r", "n", "out", "a")
+    got = (result.task_id, result.run_id, result.node_id, result.content, result.route)
+    assert got == ("r:n", "r", "n", "out", "a")
 
 
 def test_replies_do_not_share_their_data_dict():
@@ -61,6 +63,21 @@ def test_a_trusted_result_equals_a_validated_one():
     built = task().reply("x")
     assert built == ResultMessage(task_id="r:n", run_id="r", node_id="n", content="x")
     assert built.model_dump() == ResultMessage(task_id="r:n", run_id="r", node_id="n", content="x").model_dump()
+
+
+def test_the_orchestrators_task_builder_equals_a_validated_task():
+    upstream = task().reply("up")
+    built = task_message("r:m", "r", "m", Payload(prompt="hi"), (upstream,), {"k": 1}, 2)
+    validated = TaskMessage(task_id="r:m", run_id="r", node_id="m", payload=Payload(prompt="hi"),
+                            inputs=(upstream,), metadata={"k": 1}, iteration=2)
+    assert built == validated
+    assert built.model_dump() == validated.model_dump()
+    assert built.model_fields_set == validated.model_fields_set
+
+
+def test_a_string_payload_equals_a_validated_one():
+    assert Payload.of("go") == Payload(prompt="go")
+    assert Payload.of("go").model_fields_set == {"prompt"}
 
 
 def test_task_content_joins_several_inputs_in_order():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -62,6 +62,8 @@ class GraphOrchestrator:
         self._limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
         self._initialized = False
         self._init_lock: anyio.Lock | None = None
+        self._run_settings: dict[tuple[bool, float | None], RunSettings] = {}
+        self._last_settings: RunSettings | None = None
         self._run_prefix = secrets.token_hex(4)
         self._run_counter = itertools.count(1)
 
@@ -113,28 +115,48 @@ class GraphOrchestrator:
 
     # -- running ------------------------------------------------------------------------------
 
-    async def run(
+    def run(
         self, inputs: RunInput, *, metadata: Mapping[str, Any] | None = None, fail_fast: bool | None = None
-    ) -> RunResult:
-        """Run the graph once.
+    ) -> Coroutine[Any, Any, RunResult]:
+        """Run the graph once: `result = await orchestrator.run(inputs)`.
 
         `inputs` is `{root_node_id: payload}` (when every key names a node) or one payload for
         every root: a prompt string, a `Payload`, or its dict form (`prompt` or `messages`, plus
-        `system_prompt`, `temperature`, `max_tokens`, `force_model`).
+        `system_prompt`, `temperature`, `max_tokens`, `force_model`). A bad input raises
+        `ValueError` or `TypeError` when awaited.
         """
-        plan = self.plan
-        return await self._run(plan, _payloads(plan, inputs), metadata, fail_fast)
+        # A plain method handing back the run's own coroutine, not an `async def` awaiting it:
+        # one frame less per run, and a thousand runs in flight hold a thousand frames.
+        plan = self._plan or self.plan
+        try:
+            payloads = _payloads(plan, inputs)
+        except (TypeError, ValueError) as exc:
+            return _raising(exc)
+        run = execute(plan, payloads, self._run_id(), dict(metadata) if metadata else {}, self._settings(fail_fast))
+        return run if self._initialized else self._initialized_first(run)
 
-    async def _run(
-        self, plan: Plan, payloads: dict[int, Payload], metadata: Mapping[str, Any] | None, fail_fast: bool | None
-    ) -> RunResult:
-        if not self._initialized:
+    async def _initialized_first(self, run: Coroutine[Any, Any, RunResult]) -> RunResult:
+        try:
             await self._initialize_once()
-        settings = RunSettings(
-            self.bus, self._limiter, self.node_timeout, self.fail_fast if fail_fast is None else fail_fast
-        )
-        run_id = f"{self._run_prefix}-{next(self._run_counter)}"
-        return await execute(plan, payloads, run_id, dict(metadata or {}), settings)
+        except BaseException:
+            run.close()
+            raise
+        return await run
+
+    def _run_id(self) -> str:
+        return f"{self._run_prefix}-{next(self._run_counter)}"
+
+    def _settings(self, fail_fast: bool | None) -> RunSettings:
+        # Built once per distinct value, not per run (a run only reads them); the last one used
+        # is checked first, without building a key.
+        fail_fast = self.fail_fast if fail_fast is None else bool(fail_fast)
+        last = self._last_settings
+        if last is not None and last.fail_fast == fail_fast and last.node_timeout == self.node_timeout:
+            return last
+        key = (fail_fast, self.node_timeout)
+        settings = self._run_settings.get(key) or RunSettings(self.bus, self._limiter, self.node_timeout, fail_fast)
+        self._run_settings[key] = self._last_settings = settings
+        return settings
 
     async def run_many(
         self,
@@ -154,13 +176,17 @@ class GraphOrchestrator:
             raise ValueError("concurrency must be at least 1")
         plan = self.plan
         payloads = [_payloads(plan, item) for item in items]  # a bad input fails before any run starts
+        if not self._initialized:
+            await self._initialize_once()
+        settings = self._settings(None)
         results: list[RunResult | None] = [None] * len(items)
         queue = iter(range(len(items)))
 
         async def worker() -> None:
             for i in queue:  # shared iterator: each worker takes the next index
                 try:
-                    result = await self._run(plan, payloads[i], metadata[i] if metadata else None, None)
+                    run_metadata = dict(metadata[i] or {}) if metadata else {}
+                    result = await execute(plan, payloads[i], self._run_id(), run_metadata, settings)
                 except RunFailed as exc:
                     result = exc.result
                 results[i] = result
@@ -223,7 +249,8 @@ class GraphOrchestrator:
         return f"GraphOrchestrator(name={self.name!r}, nodes={list(self._topology.nodes)!r})"
 
 
-def _payloads(plan: Plan, inputs: RunInput) -> dict[int, Payload]:
+def _payloads(plan: Plan, inputs: RunInput) -> tuple[Payload, ...]:
+    """The payload of each root, in `plan.roots` order."""
     if not plan.steps:
         raise ValueError("the graph has no nodes")
     if isinstance(inputs, Mapping) and inputs and all(isinstance(k, str) and k in plan.index for k in inputs):
@@ -232,9 +259,12 @@ def _payloads(plan: Plan, inputs: RunInput) -> dict[int, Payload]:
             raise ValueError(f"{extra[0]!r} is not a root node; the roots are: {', '.join(sorted(roots))}")
         if missing := sorted(roots - set(inputs)):
             raise ValueError(f"no input for root node(s) {', '.join(missing)}; give one per root or one for all")
-        return {plan.index[k]: _payload(v) for k, v in inputs.items()}
-    payload = _payload(inputs)
-    return dict.fromkeys(plan.roots, payload)
+        return tuple(_payload(inputs[plan.steps[r].node_id]) for r in plan.roots)
+    return (_payload(inputs),) * len(plan.roots)
+
+
+async def _raising(exc: BaseException) -> RunResult:
+    raise exc
 
 
 def _payload(value: Any) -> Payload:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from amaos_llm.types import Cost
 from nodes import ResultMessage
-from nodes.messages import trusted
+from nodes.messages import ZERO_COST, ZERO_USAGE, trusted
 
 
 class RunResult(BaseModel):
@@ -66,27 +66,32 @@ class RunResult(BaseModel):
         results: dict[str, ResultMessage] = {}
         cost_by_node: dict[str, Decimal] = {}
         unpriced: list[str] = []
-        total_cost = Decimal(0)
+        total_cost = ZERO_COST
         input_tokens = output_tokens = 0
         for r in trace:
-            results[r.node_id] = r
+            node_id = r.node_id
             usage = r.usage
-            input_tokens += usage.input_tokens
-            output_tokens += usage.output_tokens
+            if usage is not ZERO_USAGE:
+                input_tokens += usage.input_tokens
+                output_tokens += usage.output_tokens
             cost = r.cost
             if cost is None:
-                if r.node_id not in unpriced:
-                    unpriced.append(r.node_id)
-                cost = Decimal(0)
-            total_cost += cost
-            cost_by_node[r.node_id] = cost_by_node.get(r.node_id, Decimal(0)) + cost
+                if node_id not in unpriced:
+                    unpriced.append(node_id)
+                cost = ZERO_COST
+            if node_id in results:  # a node a loop ran again
+                cost_by_node[node_id] += cost
+            else:
+                cost_by_node[node_id] = cost
+            results[node_id] = r
+            if cost:
+                total_cost += cost
         outputs = {leaf: results[leaf] for leaf in leaves if leaf in results}
-        skipped = tuple(n for n in node_ids if n not in results)
-        values = {
-            "run_id": run_id, "outputs": outputs, "results": results, "trace": tuple(trace), "errors": errors,
-            "skipped": skipped, "total_cost": total_cost, "total_tokens": input_tokens + output_tokens,
-            "input_tokens": input_tokens, "output_tokens": output_tokens, "cost_by_node": cost_by_node,
-            "unpriced": tuple(unpriced), "wall_time": wall_time, "metadata": metadata,
-        }
-        # Every value above is built here from validated messages: skip re-validating them.
-        return trusted(cls, **values)
+        skipped = () if len(results) == len(node_ids) else tuple(n for n in node_ids if n not in results)
+        # Every value here is built from validated messages: skip re-validating them.
+        return trusted(
+            cls, run_id=run_id, outputs=outputs, results=results, trace=tuple(trace), errors=errors,
+            skipped=skipped, total_cost=total_cost, total_tokens=input_tokens + output_tokens,
+            input_tokens=input_tokens, output_tokens=output_tokens, cost_by_node=cost_by_node,
+            unpriced=tuple(unpriced), wall_time=wall_time, metadata=metadata,
+        )

@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 
 from graphs.errors import RunFailed
 from graphs.events import Event, EventBus
 from graphs.results import RunResult
+from graphs.taskgroup import TaskGroup, create_task_group
 from graphs.topology import Out, Plan, Step
 from nodes import Payload, ResultMessage, TaskMessage
-from nodes.messages import trusted
+from nodes.messages import task_message, trusted
 
 Ready = tuple[int, tuple[ResultMessage, ...], Payload]
-_TASK_NAME = "amaos-graph-node"  # naming the task spares anyio deriving a name for every spawn
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,27 +39,26 @@ class RunSettings:
     fail_fast: bool = False
 
 
+_NO_INBOX: dict[int, Any] = MappingProxyType({})  # type: ignore[assignment]  # read-only: a chain never fills it
+
+
+class _Stopped(Exception):
+    """Raised by a `fail_fast` run's first failure: it ends the run's task group, cancelling the rest."""
+
+
 async def execute(
-    plan: Plan, payloads: dict[int, Payload], run_id: str, metadata: dict[str, Any], settings: RunSettings
+    plan: Plan, payloads: tuple[Payload, ...], run_id: str, metadata: dict[str, Any], settings: RunSettings
 ) -> RunResult:
     run = _Run(plan, run_id, metadata, settings)
     start = time.perf_counter()
     roots = plan.roots
-    if plan.linear:
-        await run.drive(roots[0], (), payloads[roots[0]])
-    else:
-        try:
-            async with anyio.create_task_group() as tg:
-                run.tg = tg
-                for root in roots[1:]:
-                    tg.start_soon(run.drive, root, (), payloads[root], name=_TASK_NAME)
-                await run.drive(roots[0], (), payloads[roots[0]])
-        except BaseExceptionGroup as group:
-            # Node failures never get here (they are results); a bug in a `when` callable or a
-            # listener does, and should surface as itself, as it does in a linear plan.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+    try:
+        if plan.linear:
+            await run.drive(roots[0], (), payloads[0])
+        else:
+            await run.fan_out(roots, payloads)
+    except _Stopped:
+        pass
     result = RunResult.build(
         run_id, run.trace, plan.leaves, plan.node_ids, run.errors, time.perf_counter() - start, metadata
     )
@@ -74,7 +73,7 @@ class _Run:
     """The state of one run. Plain lists indexed by node position: the hot loop does no hashing."""
 
     __slots__ = (
-        "errors", "fired", "inbox", "limiter", "listeners", "metadata", "node_timeout", "origin",
+        "direct", "errors", "fired", "inbox", "limiter", "listeners", "metadata", "node_timeout", "origin",
         "pending", "run_id", "settings", "steps", "stopped", "tg", "trace",
     )
 
@@ -83,22 +82,60 @@ class _Run:
         self.run_id, self.metadata, self.settings = run_id, metadata, settings
         self.listeners = settings.bus.listeners  # the live list: observers may join mid-run
         self.limiter, self.node_timeout = settings.limiter, settings.node_timeout
-        self.pending = [s.n_inputs for s in plan.steps]
-        self.fired = [0] * len(plan.steps)
-        self.inbox: dict[int, list[tuple[ResultMessage, Payload] | None]] = {}
+        # Arrays, not lists: they hold no objects, so the garbage collector never walks them, and a
+        # thousand runs in flight would otherwise be two thousand more objects on every pass.
+        self.pending = plan.n_inputs[:]
+        self.fired = plan.zeros[:]
+        self.direct = settings.limiter is None and settings.node_timeout is None  # nothing to wrap a step in
+        # Inputs waiting at nodes with several of them; a chain has none.
+        self.inbox: dict[int, list[tuple[ResultMessage, Payload] | None]] = {} if not plan.linear else _NO_INBOX
         self.trace: list[ResultMessage] = []
         self.errors: dict[str, str] = {}
-        self.origin: dict[str, str] = {}  # node that relayed a failure → node where it happened
+        self.origin: dict[str, str] | None = None  # node that relayed a failure → node where it happened
         self.stopped: str | None = None  # fail_fast: the node that failed
         self.tg: TaskGroup | None = None
+
+    async def fan_out(self, roots: tuple[int, ...], payloads: tuple[Payload, ...]) -> None:
+        try:
+            async with create_task_group() as tg:
+                self.tg = tg
+                for k in range(1, len(roots)):
+                    tg.start_soon(self.drive, roots[k], (), payloads[k])
+                await self.drive(roots[0], (), payloads[0])
+        except BaseExceptionGroup as group:
+            if self.stopped is not None and group.subgroup(_Stopped) is not None:
+                rest = group.subgroup(lambda e: not isinstance(e, (_Stopped, BaseExceptionGroup)))
+                if rest is None:
+                    raise _Stopped from None
+            # Node failures never get here (they are results); a bug in a `when` callable or a
+            # listener does, and should surface as itself, as it does in a linear plan.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     async def drive(self, i: int, inputs: tuple[ResultMessage, ...], payload: Payload) -> None:
         steps, pending = self.steps, self.pending
         while True:
             step = steps[i]
-            result = await self.step(step, inputs, payload)
+            # The await sits here, between two plain calls, rather than in a `step` coroutine:
+            # one coroutine less per node step to create, resume and keep alive.
+            task = self.task_for(step, inputs, payload)
+            failed = None if step.accepts_errors else _first_failed(inputs)
+            if failed is not None:
+                result = self.record(step, self.relay(step, task.task_id, failed), own=False)
+            else:
+                if self.listeners:
+                    self.settings.bus.emit(Event("node_started", self.run_id, step.node_id))
+                try:
+                    if self.direct and step.timeout is None:
+                        result = await step.handle(task)
+                    else:
+                        result = await self.guarded(step, task)
+                except Exception as exc:  # noqa: BLE001 - a node's failure is its result: the delivery guarantee
+                    result = task.fail(f"{type(exc).__name__}: {exc}")
+                result = self.finish(step, task, inputs, result)
             if self.stopped is not None:
-                return
+                raise _Stopped
             nxt = step.next_only
             if nxt >= 0 and pending[nxt]:  # a chain link: no edge bookkeeping needed
                 pending[nxt] = 0
@@ -108,37 +145,28 @@ class _Run:
             for out in step.outs:
                 test = out.test
                 self.arrive(out, result if test is None or test(result) else None, payload, ready)
+            if self.stopped is not None:  # a loop ran out of iterations
+                raise _Stopped
             if not ready:
                 return
             if len(ready) > 1:
                 start_soon = self.tg.start_soon  # type: ignore[union-attr]  # only linear plans have no group
                 for more in ready[1:]:
-                    start_soon(self.drive, *more, name=_TASK_NAME)
+                    start_soon(self.drive, *more)
             i, inputs, payload = ready[0]
 
-    async def step(self, step: Step, inputs: tuple[ResultMessage, ...], payload: Payload) -> ResultMessage:
-        node_id, n = step.node_id, self.fired[step.index]
-        self.fired[step.index] = n + 1
+    def task_for(self, step: Step, inputs: tuple[ResultMessage, ...], payload: Payload) -> TaskMessage:
+        index = step.index
+        n = self.fired[index]
+        self.fired[index] = n + 1
+        node_id = step.node_id
         task_id = f"{self.run_id}:{node_id}" if not n else f"{self.run_id}:{node_id}#{n}"
-        if not step.accepts_errors:
-            for r in inputs:
-                if r.error is not None:
-                    return self.record(step, self.relay(step, task_id, r), own=False)
-        task = trusted(
-            TaskMessage, task_id=task_id, run_id=self.run_id, node_id=node_id, payload=payload,
-            inputs=inputs, metadata=self.metadata, iteration=n,
-        )
-        if self.listeners:
-            self.settings.bus.emit(Event("node_started", self.run_id, node_id))
-        timeout = step.timeout if step.timeout is not None else self.node_timeout
-        try:
-            if timeout is None and self.limiter is None:
-                result = await step.handle(task)
-            else:
-                result = await self.guarded(step, task, timeout)
-        except Exception as exc:  # noqa: BLE001 - a node's failure is its result: the delivery guarantee
-            result = task.fail(f"{type(exc).__name__}: {exc}")
-        if type(result) is not ResultMessage or result.task_id != task_id:
+        return task_message(task_id, self.run_id, node_id, payload, inputs, self.metadata, n)
+
+    def finish(
+        self, step: Step, task: TaskMessage, inputs: tuple[ResultMessage, ...], result: ResultMessage
+    ) -> ResultMessage:
+        if type(result) is not ResultMessage or result.task_id != task.task_id:
             result = _readdressed(task, result)
         if result.error is not None and step.accepts_errors:
             return self.record(step, result, own=not self.passed_on(step, inputs, result.error))
@@ -148,11 +176,13 @@ class _Run:
         """Whether a node that accepts errors returned an input's error: a relay, not a failure."""
         for r in inputs:
             if r.error == error:
-                self.origin[step.node_id] = self.origin.get(r.node_id, r.node_id)
+                origin = self.origin = self.origin or {}
+                origin[step.node_id] = origin.get(r.node_id, r.node_id)
                 return True
         return False
 
-    async def guarded(self, step: Step, task: TaskMessage, timeout: float | None) -> ResultMessage:
+    async def guarded(self, step: Step, task: TaskMessage) -> ResultMessage:
+        timeout = step.timeout if step.timeout is not None else self.node_timeout
         if self.limiter is not None:
             async with self.limiter:
                 return await self.timed(step, task, timeout)
@@ -180,14 +210,12 @@ class _Run:
     def fail(self, node_id: str, error: str) -> None:
         self.errors[node_id] = error
         if self.settings.fail_fast and self.stopped is None:
-            self.stopped = node_id
-            if self.tg is not None:
-                self.tg.cancel_scope.cancel()
+            self.stopped = node_id  # `drive` raises `_Stopped` as soon as it sees this
 
     def relay(self, step: Step, task_id: str, failed: ResultMessage) -> ResultMessage:
         """The result of a node not run because an input failed: it names where the failure began."""
-        origin = self.origin.get(failed.node_id, failed.node_id)
-        self.origin[step.node_id] = origin
+        origins = self.origin = self.origin or {}
+        origin = origins[step.node_id] = origins.get(failed.node_id, failed.node_id)
         error = f"upstream {origin!r} failed: {self.errors.get(origin, failed.error)}"
         return trusted(ResultMessage, task_id=task_id, run_id=self.run_id, node_id=step.node_id, error=error)
 
@@ -243,6 +271,13 @@ class _Run:
                 for slot in member.inner_slots:
                     box[slot] = None
         ready.append((head, (result,), payload))
+
+
+def _first_failed(inputs: tuple[ResultMessage, ...]) -> ResultMessage | None:
+    for r in inputs:
+        if r.error is not None:
+            return r
+    return None
 
 
 def _readdressed(task: TaskMessage, result: Any) -> ResultMessage:

@@ -11,6 +11,7 @@ runs the head again (at most `max_iterations` times in all) and re-arms the loop
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,9 @@ class Plan:
     leaves: tuple[str, ...]
     node_ids: tuple[str, ...]
     linear: bool  # one chain, no loop: runs inline in the caller's task, no task group needed
+    # Per step, the arrays each run copies to count inputs still awaited and firings so far.
+    n_inputs: array[int] = field(default_factory=lambda: array("q"))
+    zeros: array[int] = field(default_factory=lambda: array("q"))
 
 
 @dataclass
@@ -158,7 +162,8 @@ class Topology:
         roots = tuple(s.index for s in steps if s.n_inputs == 0)
         leaves = tuple(n for n in ids if self.graph.out_degree(n) == 0)
         linear = len(roots) == 1 and not back and all(len(s.outs) <= 1 for s in steps)
-        return Plan(steps, index, roots, leaves, tuple(ids), linear)
+        n_inputs = array("q", [s.n_inputs for s in steps])
+        return Plan(steps, index, roots, leaves, tuple(ids), linear, n_inputs, array("q", bytes(8 * len(steps))))
 
 
 def _check_types(source: Node, target: Node) -> None:

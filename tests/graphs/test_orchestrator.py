@@ -6,10 +6,17 @@ import pytest
 from amaos_llm import Usage
 from graphs import GraphOrchestrator, RunFailed
 from nodes import FunctionNode, JoinNode, Node, ResultMessage, RouterNode
+from tests.support.backends import BACKENDS
 
 from .graph_builders import build, raising, text_of
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    # Pure graph semantics, no SDK or HTTP fake: runs on asyncio and trio (tests/support/backends.py).
+    return request.param
 
 
 async def test_a_chain_passes_each_result_on():
@@ -196,15 +203,20 @@ async def test_a_router_passing_a_failure_on_has_not_failed_itself():
 
 
 async def test_fail_fast_stops_the_run_and_cancels_running_nodes():
-    cancelled = anyio.Event()
+    started, cancelled = anyio.Event(), anyio.Event()
 
     async def slow(r):
+        started.set()
         try:
             await anyio.sleep(10)
         finally:
             cancelled.set()
 
-    nodes = [FunctionNode("bad", fn=raising()), FunctionNode("slow", fn=slow)]
+    async def bad(r):
+        await started.wait()  # fail while `slow` is running, so that it has something to cancel
+        raise RuntimeError("boom")
+
+    nodes = [FunctionNode("bad", fn=bad), FunctionNode("slow", fn=slow)]
     orchestrator = build([("a", "bad"), ("a", "slow"), ("bad", "after")], nodes=nodes, fail_fast=True)
     with anyio.fail_after(5), pytest.raises(RunFailed, match="node 'bad' failed: RuntimeError: boom") as caught:
         await orchestrator.run("x")
@@ -404,6 +416,16 @@ async def test_a_loop_that_never_exits_stops_at_max_iterations():
     run = await build([("a", "b"), ("b", "a")], nodes=[head]).run("x")
     assert run.errors == {"a": "stopped after max_iterations=3: the loop did not exit"}
     assert [r.node_id for r in run.trace] == ["a", "b"] * 3
+
+
+async def test_a_node_a_loop_runs_again_adds_up_its_cost():
+    def priced(arg):
+        return ResultMessage(task_id="new", run_id="r", node_id="x", content="again", model_name="m",
+                             usage=Usage(input_tokens=2, output_tokens=1), cost=Decimal("0.25"))
+
+    run = await build([("a", "b"), ("b", "a")], nodes=[FunctionNode("a", fn=priced, max_iterations=3)]).run("x")
+    assert run.cost_by_node == {"a": Decimal("0.75"), "b": Decimal(0)}
+    assert (run.total_cost, run.total_tokens) == (Decimal("0.75"), 9)
 
 
 async def test_a_join_inside_a_loop_waits_for_both_branches_on_every_lap():

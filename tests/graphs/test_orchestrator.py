@@ -232,13 +232,15 @@ async def test_fail_fast_in_a_chain_stops_at_the_failure():
     assert list(caught.value.result.results) == ["a", "bad"]
 
 
-async def test_a_node_past_its_timeout_fails_and_the_run_goes_on():
+@pytest.mark.parametrize("edges", [[("a", "stuck"), ("a", "b")], [("a", "b"), ("a", "stuck")]],
+                         ids=["in-the-running-task", "in-a-spawned-task"])
+async def test_a_node_past_its_timeout_fails_and_the_run_goes_on(edges):
     async def stuck(r):
         await anyio.sleep(10)
 
     nodes = [FunctionNode("stuck", fn=stuck, timeout=0.05)]
     with anyio.fail_after(5):
-        run = await build([("a", "stuck"), ("a", "b")], nodes=nodes).run("x")
+        run = await build(edges, nodes=nodes).run("x")
     assert run.errors == {"stuck": "timed out after 0.05 s"}
     assert run.outputs["b"].ok
 

@@ -1,9 +1,10 @@
 """What flows between nodes: a `TaskMessage` into a node, exactly one `ResultMessage` out.
 
 Both are frozen pydantic models, so users can build, read and serialise them. Inside a run the
-orchestrator builds them from values that are already valid, through `trusted`, which skips
-validation (pydantic's own `model_construct` costs more than validating, and a run builds two
-messages per node step).
+orchestrator builds them from values that are already valid, through `task_message`, `reply` and
+`trusted`, which skip validation (pydantic's own `model_construct` costs more than validating,
+and a run builds two messages per node step). Their states are copies of a key-sharing prototype,
+a third smaller than a plain dict: a thousand runs in flight hold thousands of them.
 """
 
 from __future__ import annotations
@@ -140,19 +141,14 @@ class TaskMessage(BaseModel):
             return trusted(
                 ResultMessage, task_id=self.task_id, run_id=self.run_id, node_id=self.node_id, content=content, **fields
             )
-        # The common reply, a plain content: built inline, without the generic path's merging.
+        # The common reply, a plain content: built without the generic path's merging.
         state = _REPLY_STATE.copy()
         state["task_id"] = self.task_id
         state["run_id"] = self.run_id
         state["node_id"] = self.node_id
         state["content"] = content
         state["data"] = {}
-        obj = _new(ResultMessage)
-        _set(obj, "__dict__", state)
-        _set_fields_set(obj, _REPLY_FIELDS)
-        _set_extra(obj, None)
-        _set_private(obj, None)
-        return obj
+        return _instance(ResultMessage, state, _REPLY_FIELDS)
 
     def fail(self, error: str) -> ResultMessage:
         return self.reply(error=error)
@@ -171,12 +167,7 @@ def task_message(
     state["inputs"] = inputs
     state["metadata"] = metadata
     state["iteration"] = iteration
-    obj = _new(TaskMessage)
-    _set(obj, "__dict__", state)
-    _set_fields_set(obj, _TASK_FIELDS)
-    _set_extra(obj, None)
-    _set_private(obj, None)
-    return obj
+    return _instance(TaskMessage, state, _TASK_FIELDS)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -64,7 +64,8 @@ def plan(only: set[str], quick: bool, url: str, refused: str) -> list[Job]:
     jobs += [Job("concurrency", ("--side", side, "--url", url, *q)) for side in ("ours", "litellm", "raw")]
     jobs += [Job("graph", ("--shape", "chain", "--sides", "ours,langgraph,langgraph_sync", *q)),
              Job("graph", ("--shape", "fanout", "--sides", "ours,langgraph,asyncio", *q))]
-    jobs += [Job("graph", ("--shape", "concurrent", "--sides", side, *q)) for side in ("ours", "langgraph", "asyncio")]
+    sides = ("ours", "langgraph", "asyncio", "contract")
+    jobs += [Job("graph", ("--shape", "concurrent", "--sides", side, *q)) for side in sides]
     jobs += [Job("embedded", q), Job("cost", q)]
     return [j for j in jobs if j.benchmark in only]
 

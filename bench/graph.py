@@ -9,7 +9,9 @@ The same three shapes on both sides, built from async nodes:
 
 LangGraph also runs the chain with sync nodes through `invoke` (its fastest path); the report
 compares ours with the faster of its two. The `asyncio` side is the floor for the sleeping
-shapes: the same sleeps as plain coroutines under `asyncio.gather`, with no graph at all.
+shapes: the same sleeps as plain coroutines under `asyncio.gather`, with no graph at all. The
+`contract` side (concurrent shape) adds what the node contract itself requires, the pydantic
+messages and the `RunResult`, with no scheduler: ours minus it is the orchestrator's own cost.
 
 The chain and the fan-out time every side in one process, alternating repeats, so that a busy
 moment on the machine weighs on all sides alike. The concurrent shape measures memory, so it
@@ -142,6 +144,31 @@ def plain_asyncio(shape: str) -> Run:
     return run
 
 
+def contract(shape: str) -> Run:
+    """The objects the node contract requires, with no scheduler: per step a `TaskMessage` and a
+    `FunctionNode.handle` (which builds the `ResultMessage`), per run a `Payload` and a `RunResult`.
+    What is left between this side and ours is the orchestrator's own cost."""
+    if shape != "concurrent":
+        raise ValueError("the contract floor is measured for the concurrent shape")
+    from graphs.results import RunResult
+    from nodes import FunctionNode, Payload
+    from nodes.messages import task_message
+
+    nodes = [FunctionNode(id=f"n{i}", fn=_nap) for i in range(3)]
+    ids = tuple(n.id for n in nodes)
+
+    async def run() -> Any:
+        payload, inputs, trace, metadata = Payload.of("go"), (), [], {}
+        for node in nodes:
+            task = task_message(f"r:{node.id}", "r", node.id, payload, inputs, metadata, 0)
+            result = await node.handle(task)
+            trace.append(result)
+            inputs = (result,)
+        return RunResult.build("r", trace, ids[-1:], ids, {}, 0.0, metadata)
+
+    return run
+
+
 # -- measuring ----------------------------------------------------------------------------------
 
 def many(run: Run, count: int) -> Run:
@@ -182,22 +209,27 @@ def build(side: str, shape: str) -> Run:
         return ours(shape)
     if side == "asyncio":
         return plain_asyncio(shape)
+    if side == "contract":
+        return contract(shape)
     return langgraph(shape, sync=side == "langgraph_sync")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", choices=("chain", "fanout", "concurrent"), required=True)
-    parser.add_argument("--sides", required=True, help="comma-separated: ours, langgraph, langgraph_sync, asyncio")
+    parser.add_argument("--sides", required=True,
+                        help="comma-separated: ours, langgraph, langgraph_sync, asyncio, contract")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     sides = args.sides.split(",")
-    if unknown := set(sides) - {"ours", "langgraph", "langgraph_sync", "asyncio"}:
+    if unknown := set(sides) - {"ours", "langgraph", "langgraph_sync", "asyncio", "contract"}:
         parser.error(f"unknown side(s): {', '.join(sorted(unknown))}")
     if args.shape == "concurrent" and len(sides) != 1:
         parser.error("concurrent measures memory: one side per process")
     if args.shape == "chain" and "asyncio" in sides:
         parser.error("the asyncio floor is for the sleeping shapes (fanout, concurrent)")
+    if args.shape != "concurrent" and "contract" in sides:
+        parser.error("the contract floor is measured for the concurrent shape")
     n = QUICK if args.quick else FULL
     runs = {side: build(side, args.shape) for side in sides}
     if args.shape == "concurrent":

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+_CONTRACT = "contract floor: the same sleeps + the pydantic messages"
+
 Metric = dict[str, Any]
 Records = list[dict[str, Any]]
 
@@ -119,12 +121,18 @@ def rows(r: Results) -> list[Row]:
         Row("4. Graph", "1,000 concurrent 3-step runs of 10 ms sleeps: wall time",
             r.get("graph", "ours", "wall", "concurrent"), "floor: plain asyncio.gather of the sleeps",
             r.get("graph", "asyncio", "wall", "concurrent")),
+        Row("4. Graph", "1,000 concurrent 3-step runs of 10 ms sleeps: wall time",
+            r.get("graph", "ours", "wall", "concurrent"), _CONTRACT,
+            r.get("graph", "contract", "wall", "concurrent")),
         Row("4. Graph", "1,000 concurrent 3-step runs: peak RSS delta",
             r.get("graph", "ours", "rss_delta", "concurrent"), "LangGraph",
             r.get("graph", "langgraph", "rss_delta", "concurrent")),
         Row("4. Graph", "1,000 concurrent 3-step runs: peak RSS delta",
             r.get("graph", "ours", "rss_delta", "concurrent"), "floor: plain asyncio.gather of the sleeps",
             r.get("graph", "asyncio", "rss_delta", "concurrent")),
+        Row("4. Graph", "1,000 concurrent 3-step runs: peak RSS delta",
+            r.get("graph", "ours", "rss_delta", "concurrent"), _CONTRACT,
+            r.get("graph", "contract", "rss_delta", "concurrent")),
     ]
     load = r.params("concurrency", "ours")
     shape = f"{load.get('total', 0):,} requests at concurrency {load.get('concurrency', 0)}"

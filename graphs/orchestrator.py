@@ -253,6 +253,8 @@ def _payloads(plan: Plan, inputs: RunInput) -> tuple[Payload, ...]:
     """The payload of each root, in `plan.roots` order."""
     if not plan.steps:
         raise ValueError("the graph has no nodes")
+    if type(inputs) is str:  # the common case, spared the Mapping check (an ABC's, so not cheap)
+        return (Payload.of(inputs),) * len(plan.roots)
     if isinstance(inputs, Mapping) and inputs and all(isinstance(k, str) and k in plan.index for k in inputs):
         roots = {plan.steps[r].node_id for r in plan.roots}
         if extra := [k for k in inputs if k not in roots]:

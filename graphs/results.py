@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from amaos_llm.types import Cost
 from nodes import ResultMessage
-from nodes.messages import ZERO_COST, ZERO_USAGE, trusted
+from nodes.messages import ZERO_COST, ZERO_USAGE, assemble, blank_state
 
 
 class RunResult(BaseModel):
@@ -86,12 +86,21 @@ class RunResult(BaseModel):
             results[node_id] = r
             if cost:
                 total_cost += cost
-        outputs = {leaf: results[leaf] for leaf in leaves if leaf in results}
-        skipped = () if len(results) == len(node_ids) else tuple(n for n in node_ids if n not in results)
-        # Every value here is built from validated messages: skip re-validating them.
-        return trusted(
-            cls, run_id=run_id, outputs=outputs, results=results, trace=tuple(trace), errors=errors,
-            skipped=skipped, total_cost=total_cost, total_tokens=input_tokens + output_tokens,
-            input_tokens=input_tokens, output_tokens=output_tokens, cost_by_node=cost_by_node,
-            unpriced=tuple(unpriced), wall_time=wall_time, metadata=metadata,
-        )
+        # Every value here is built from validated messages: skip re-validating them, and fill a
+        # key-sharing state rather than passing keywords (this runs once per run).
+        state = blank_state(cls)
+        state["run_id"] = run_id
+        state["outputs"] = {leaf: results[leaf] for leaf in leaves if leaf in results}
+        state["results"] = results
+        state["trace"] = tuple(trace)
+        state["errors"] = errors
+        state["skipped"] = () if len(results) == len(node_ids) else tuple(n for n in node_ids if n not in results)
+        state["total_cost"] = total_cost
+        state["total_tokens"] = input_tokens + output_tokens
+        state["input_tokens"] = input_tokens
+        state["output_tokens"] = output_tokens
+        state["cost_by_node"] = cost_by_node
+        state["unpriced"] = tuple(unpriced)
+        state["wall_time"] = wall_time
+        state["metadata"] = metadata
+        return assemble(cls, state)

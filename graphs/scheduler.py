@@ -73,7 +73,7 @@ class _Run:
     """The state of one run. Plain lists indexed by node position: the hot loop does no hashing."""
 
     __slots__ = (
-        "direct", "errors", "fired", "inbox", "limiter", "listeners", "metadata", "node_timeout", "origin",
+        "direct", "errors", "fired", "inbox", "listeners", "metadata", "origin",
         "pending", "run_id", "settings", "steps", "stopped", "tg", "trace",
     )
 
@@ -81,7 +81,6 @@ class _Run:
         self.steps = plan.steps
         self.run_id, self.metadata, self.settings = run_id, metadata, settings
         self.listeners = settings.bus.listeners  # the live list: observers may join mid-run
-        self.limiter, self.node_timeout = settings.limiter, settings.node_timeout
         # Arrays, not lists: they hold no objects, so the garbage collector never walks them, and a
         # thousand runs in flight would otherwise be two thousand more objects on every pass.
         self.pending = plan.n_inputs[:]
@@ -182,9 +181,10 @@ class _Run:
         return False
 
     async def guarded(self, step: Step, task: TaskMessage) -> ResultMessage:
-        timeout = step.timeout if step.timeout is not None else self.node_timeout
-        if self.limiter is not None:
-            async with self.limiter:
+        settings = self.settings
+        timeout = step.timeout if step.timeout is not None else settings.node_timeout
+        if settings.limiter is not None:
+            async with settings.limiter:
                 return await self.timed(step, task, timeout)
         return await self.timed(step, task, timeout)
 

@@ -4,7 +4,7 @@ import anyio
 import pytest
 
 from amaos_llm import Usage
-from graphs import GraphOrchestrator, RunFailed
+from graphs import GraphOrchestrator, RunFailed, RunResult
 from nodes import FunctionNode, JoinNode, Node, ResultMessage, RouterNode
 from tests.support.backends import BACKENDS
 
@@ -532,3 +532,11 @@ async def test_run_many_rejects_a_bad_input_before_running_any():
     with pytest.raises(ValueError, match="invalid run input"):
         await orchestrator.run_many(["ok", {"prompt": "x", "bogus": 1}])
     assert calls == []
+
+
+async def test_a_run_result_equals_one_validated_from_its_own_fields():
+    run = await build([("a", "b"), ("a", "c")]).run("x")
+    validated = RunResult.model_validate(dict(run))
+    assert validated == run
+    assert run.model_fields_set == set(RunResult.model_fields)
+    assert run.model_dump() == validated.model_dump()

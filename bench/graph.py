@@ -35,8 +35,8 @@ from bench.timing import alternating, emit, metric, peak_rss_mb, rss_mb, value
 
 CHAIN, BRANCHES, RUNS, SLEEP = 10, 100, 1000, 0.01
 # runs per repeat (at once, for `concurrent`), repeats, warm-up runs
-FULL = {"chain": (2000, 5, 200), "fanout": (30, 5, 5), "concurrent": (RUNS, 5, 10)}
-QUICK = {"chain": (300, 3, 50), "fanout": (10, 3, 2), "concurrent": (RUNS, 3, 10)}
+FULL = {"chain": (2000, 5, 200), "fanout": (30, 5, 5), "concurrent": (RUNS, 15, 10)}
+QUICK = {"chain": (300, 3, 50), "fanout": (10, 3, 2), "concurrent": (RUNS, 5, 10)}
 
 Run = Callable[[], Awaitable[Any]]
 

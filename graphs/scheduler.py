@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, cast
 
 import anyio
@@ -38,9 +37,6 @@ class RunSettings:
     limiter: anyio.CapacityLimiter | None = None  # bounds concurrent node tasks; None: no bound
     node_timeout: float | None = None  # for nodes that set no timeout of their own
     fail_fast: bool = False
-
-
-_NO_INBOX: dict[int, Any] = MappingProxyType({})  # type: ignore[assignment]  # read-only: a chain never fills it
 
 
 class _Stopped(Exception):
@@ -76,8 +72,8 @@ class _Run:
         self.pending = plan.n_inputs[:]
         self.fired = plan.zeros[:]
         self.direct = settings.limiter is None and settings.node_timeout is None  # nothing to wrap a step in
-        # Inputs waiting at nodes with several of them; a chain has none.
-        self.inbox: dict[int, list[tuple[ResultMessage, Payload] | None]] = {} if not plan.linear else _NO_INBOX
+        # Inputs waiting at nodes with several of them, made on the first such arrival.
+        self.inbox: dict[int, list[tuple[ResultMessage, Payload] | None]] | None = None
         self.trace: list[ResultMessage] = []
         self.errors: dict[str, str] = {}
         self.origin: dict[str, str] | None = None  # node that relayed a failure → node where it happened
@@ -111,15 +107,14 @@ class _Run:
                     tg.start_soon(self.drive, roots[k], (), payloads[k])
                 await self.drive(roots[0], (), payloads[0])
         except BaseExceptionGroup as group:
-            if self.stopped is not None and group.subgroup(_Stopped) is not None:
-                rest = group.subgroup(lambda e: not isinstance(e, (_Stopped, BaseExceptionGroup)))
-                if rest is None:
-                    raise _Stopped from None
+            _, rest = group.split(_Stopped)
+            if rest is None:  # `fail_fast` stopped the run, as asked
+                raise _Stopped from None
             # Node failures never get here (they are results); a bug in a `when` callable or a
             # listener does, and should surface as itself, as it does in a linear plan.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            if len(rest.exceptions) == 1:
+                raise rest.exceptions[0] from None
+            raise rest from None
 
     async def drive(
         self, i: int, inputs: tuple[ResultMessage, ...], payload: Payload, *, whole: bool = False
@@ -260,9 +255,12 @@ class _Run:
             else:
                 self.skip(dst, payload, ready)
             return
-        box = self.inbox.get(dst)
+        inbox = self.inbox
+        if inbox is None:
+            inbox = self.inbox = {}
+        box = inbox.get(dst)
         if box is None:
-            box = self.inbox[dst] = [None] * step.n_inputs
+            box = inbox[dst] = [None] * step.n_inputs
         if result is not None:
             box[out.slot] = (result, payload)
         self.pending[dst] = left = left - 1
@@ -286,7 +284,7 @@ class _Run:
             return
         for member in step.loop_body:
             self.pending[member.index] += len(member.inner_slots)
-            box = self.inbox.get(member.index)
+            box = self.inbox.get(member.index) if self.inbox is not None else None
             if box is not None:
                 for slot in member.inner_slots:
                     box[slot] = None

@@ -3,8 +3,9 @@
 Both are frozen pydantic models, so users can build, read and serialise them. Inside a run the
 orchestrator builds them from values that are already valid, through `task_message`, `reply` and
 `trusted`, which skip validation (pydantic's own `model_construct` costs more than validating,
-and a run builds two messages per node step). Their states are copies of a key-sharing prototype,
-a third smaller than a plain dict: a thousand runs in flight hold thousands of them.
+and a run builds two messages per node step). Their states are copies of a key-sharing prototype:
+quicker to build than a dict literal, and a result's takes 296 bytes where a plain dict takes 464
+(a thousand runs in flight hold thousands of results).
 """
 
 from __future__ import annotations

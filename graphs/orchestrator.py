@@ -132,16 +132,16 @@ class GraphOrchestrator:
             payloads = _payloads(plan, inputs)
         except (TypeError, ValueError) as exc:
             return _raising(exc)
-        run = execute(plan, payloads, self._run_id(), dict(metadata) if metadata else {}, self._settings(fail_fast))
-        return run if self._initialized else self._initialized_first(run)
+        run_id, run_metadata, settings = self._run_id(), dict(metadata) if metadata else {}, self._settings(fail_fast)
+        if not self._initialized:
+            return self._initialized_first(plan, payloads, run_id, run_metadata, settings)
+        return execute(plan, payloads, run_id, run_metadata, settings)
 
-    async def _initialized_first(self, run: Coroutine[Any, Any, RunResult]) -> RunResult:
-        try:
-            await self._initialize_once()
-        except BaseException:
-            run.close()
-            raise
-        return await run
+    async def _initialized_first(
+        self, plan: Plan, payloads: tuple[Payload, ...], run_id: str, metadata: dict[str, Any], settings: RunSettings
+    ) -> RunResult:
+        await self._initialize_once()
+        return await execute(plan, payloads, run_id, metadata, settings)
 
     def _run_id(self) -> str:
         return f"{self._run_prefix}-{next(self._run_counter)}"

@@ -13,12 +13,13 @@ Exceptions (all `LLMError`)::
 
     LLMError
     ├── ConfigError                 bad YAML or schema; names file, line and field
+    ├── InvalidRequest              a call's arguments out of range (before anything is sent)
     ├── ModelNotFound               unknown model name; lists the known ones
     ├── AllModelsFailed             every candidate failed or was skipped; `.attempts`
     └── ProviderError               one provider call failed
         ├── AuthenticationError     ├── RateLimitError (.retry_after)   ├── ProviderTimeout
         ├── ProviderConnectionError ├── BadRequestError                 ├── ServerError
-        └── ModelLoadError
+        ├── ModelLoadError          └── ContextWindowExceeded (a BadRequestError)
 """
 
 from amaos_llm.config import Defaults, LLMConfig, ModelSpec, RoutingConfig
@@ -27,6 +28,8 @@ from amaos_llm.errors import (
     AuthenticationError,
     BadRequestError,
     ConfigError,
+    ContextWindowExceeded,
+    InvalidRequest,
     LLMError,
     ModelLoadError,
     ModelNotFound,
@@ -45,7 +48,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigError",
+    "ContextWindowExceeded",
     "Defaults",
+    "InvalidRequest",
     "LLMConfig",
     "LLMError",
     "LLMManager",

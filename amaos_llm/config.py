@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from amaos_llm.errors import ConfigError
+from amaos_llm.inputs import MaxTokens, Temperature
 from amaos_llm.providers.registry import is_loopback_url, provider_info
 from amaos_llm.yaml_source import FieldError, config_error, load_yaml
 
@@ -36,8 +37,8 @@ class ModelSpec(BaseModel):
     base_url: str | None = None
     priority: int = 0  # higher is preferred inside its tier
     enabled: bool = True
-    max_tokens: int | None = Field(default=None, gt=0)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
     timeout: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
     cost_per_1k_input: Price | None = Field(default=None, ge=0)
@@ -104,8 +105,8 @@ class RoutingConfig(BaseModel):
 class Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int = Field(default=1024, gt=0)
-    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: MaxTokens = 1024
+    temperature: Temperature = 0.7
     timeout: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=1, ge=0)  # extra tries on the same model for retryable errors
     retry_backoff: float = Field(default=0.5, ge=0)  # seconds, doubled each retry

@@ -2,6 +2,7 @@
 
     LLMError
     ├── ConfigError                 bad YAML or schema; carries path, line and field
+    ├── InvalidRequest              a call's own arguments are out of range (also a ValueError)
     ├── ModelNotFound               force_model / fallback chain names an unknown model
     ├── AllModelsFailed             every candidate failed or was skipped; carries the attempts
     └── ProviderError               one provider call failed (mapped from the SDK's exception)
@@ -10,10 +11,13 @@
         ├── ProviderTimeout         the call ran past its timeout
         ├── ProviderConnectionError refused, reset, DNS, cut mid-stream
         ├── BadRequestError         4xx the request itself caused (including unknown model id)
+        │   └── ContextWindowExceeded   the prompt (plus max_tokens) does not fit the model's context
         ├── ServerError             5xx or an error event mid-stream
         └── ModelLoadError          a local model file is missing or unreadable
 
-`ProviderError.retryable` says whether the same model may succeed on a second try.
+`ProviderError.retryable` says whether the same model may succeed on a second try. An exception
+a provider's SDK raises that no mapping knows becomes a plain `ProviderError` whose `__cause__` is
+the original, so fallback still goes on.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ class ConfigError(LLMError, ValueError):
         where = ":".join(str(p) for p in (path, line) if p is not None)
         parts = [p for p in (where, field) if p]
         super().__init__(": ".join([*parts, message]))
+
+
+class InvalidRequest(LLMError, ValueError):
+    """A call's arguments break the allowed ranges; raised before anything is sent. The message
+    names the argument and what is allowed, e.g. `max_tokens: must be an int >= 1, got 0`."""
 
 
 class ModelNotFound(LLMError, KeyError):
@@ -90,6 +99,10 @@ class ProviderConnectionError(ProviderError):
 
 class BadRequestError(ProviderError):
     pass
+
+
+class ContextWindowExceeded(BadRequestError):
+    """The model said the request is longer than its context window: another model may fit it."""
 
 
 class ModelLoadError(ProviderError):

@@ -1,7 +1,8 @@
 """`LLMManager`: routes each request to a model, falling back, retrying and accounting as it goes.
 
-It composes the pieces (selection, providers, retry policy, circuit breakers, prices, stats);
-one attempt loop serves `complete()` and `chat()`.
+It composes the pieces (input checks, selection, providers, retry policy, circuit breakers,
+prices, stats); one attempt loop serves `complete()` and `chat()`. Every call ends in exactly one
+of `successes`, `failures` (it raised an error) or `cancelled` (its caller cut it off).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from amaos_llm.config import LLMConfig, ModelSpec
 from amaos_llm.errors import AllModelsFailed, ModelNotFound, ProviderError, ProviderTimeout
+from amaos_llm.inputs import chat_messages, check_sampling, prompt_messages
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 from amaos_llm.providers.callable import CallableProvider, ModelFunction
@@ -30,6 +32,7 @@ from amaos_llm.types import Attempt, LLMResult, Message, Usage
 from amaos_llm.yaml_source import config_error
 
 MessageLike = Message | Mapping[str, Any]
+MAX_ERROR = 300  # characters of an unexpected exception's text kept in the attempt's error
 
 
 class LLMManager:
@@ -83,10 +86,7 @@ class LLMManager:
         max_tokens: int | None = None,
         force_model: str | None = None,
     ) -> LLMResult:
-        messages = [Message(role="user", content=prompt)]
-        if system_prompt is not None:
-            messages.insert(0, Message(role="system", content=system_prompt))
-        return await self._serve(messages, temperature, max_tokens, force_model)
+        return await self._serve(prompt_messages, (prompt, system_prompt), temperature, max_tokens, force_model)
 
     async def chat(
         self,
@@ -96,8 +96,7 @@ class LLMManager:
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> LLMResult:
-        msgs = [m if isinstance(m, Message) else Message.model_validate(m) for m in messages]
-        return await self._serve(msgs, temperature, max_tokens, force_model)
+        return await self._serve(chat_messages, (messages,), temperature, max_tokens, force_model)
 
     def get_stats(self) -> dict[str, Any]:
         return self._stats.as_dict()
@@ -160,16 +159,39 @@ class LLMManager:
     # -- the attempt loop -----------------------------------------------------------------------
 
     async def _serve(
-        self, messages: list[Message], temperature: float | None, max_tokens: int | None, force_model: str | None
+        self,
+        build: Callable[..., list[Message]],
+        args: tuple[Any, ...],
+        temperature: float | None,
+        max_tokens: int | None,
+        force_model: str | None,
     ) -> LLMResult:
+        """Check the call's arguments (`build(*args)` makes its messages), route it, count it."""
         start = self._clock()
-        stats, routing = self._stats, self._config.routing
+        stats = self._stats
         stats.calls += 1
+        try:
+            messages = build(*args)
+            check_sampling(temperature, max_tokens)
+            result = await self._route(messages, temperature, max_tokens, force_model, start)
+        except Exception:
+            stats.failures += 1
+            raise
+        except BaseException:  # cut off by the caller (a cancel scope, Ctrl-C): not the models' fault
+            stats.cancelled += 1
+            raise
+        stats.successes += 1
+        return result
+
+    async def _route(
+        self, messages: list[Message], temperature: float | None, max_tokens: int | None, force_model: str | None,
+        start: float,
+    ) -> LLMResult:
+        stats, routing = self._stats, self._config.routing
         forced = None
         if force_model is not None:
             forced = self._models.get(force_model)
             if forced is None:
-                stats.failures += 1
                 raise ModelNotFound(force_model, list(self._models))
         prompt_tokens = _estimate_tokens(messages)
         candidates = select_candidates(
@@ -197,7 +219,6 @@ class LLMManager:
             reply = await self._try(spec, messages, temperature, max_tokens, attempts)
             if reply is not None:
                 return self._settle(spec, reply, attempts, start)
-        stats.failures += 1
         raise AllModelsFailed(attempts, "all models failed" if sent else "no eligible model")
 
     async def _try(
@@ -227,9 +248,16 @@ class LLMManager:
             try:
                 provider = self._provider(spec)
                 breaker.before_call()
-                reply = await _within(timeout, provider.complete(request))
+                reply = await _send(provider, request, timeout)
             except ProviderError as exc:
                 error = exc
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # the attempt was cut off by the caller
+                    breaker.record_cancelled()
+                    attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome="cancelled",
+                                            latency=clock() - t0))
+                    stats.record_attempt(spec.name, "cancelled", 0.0)
+                raise
             else:
                 latency = clock() - t0
                 breaker.record_success()
@@ -257,7 +285,6 @@ class LLMManager:
         price = self._prices.price(spec)
         cost = None if price is None else price.cost(reply.input_tokens, reply.output_tokens)
         self._stats.record_usage(spec.name, reply.input_tokens, reply.output_tokens, cost)
-        self._stats.successes += 1
         return LLMResult(
             content=reply.content,
             model_name=spec.name,
@@ -299,15 +326,20 @@ class LLMManager:
         self._breakers.pop(name, None)
 
 
-async def _within(timeout: float, call: Awaitable[ProviderReply]) -> ProviderReply:
+async def _send(provider: Provider, request: ProviderRequest, timeout: float) -> ProviderReply:
+    """The provider call, within `timeout`; whatever it raises comes out as a `ProviderError`."""
     # A bare CancelScope: anyio.fail_after's generator-based wrapper costs more than the rest of
     # the routing overhead put together.
     reply = None
     with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
         try:
-            reply = await call
+            reply = await provider.complete(request)
+        except ProviderError:
+            raise
         except TimeoutError:  # a provider's own socket/SDK timeout
             raise ProviderTimeout(f"no reply within {timeout:g} s") from None
+        except Exception as exc:  # an SDK failure no mapping knows: this model failed; fallback goes on
+            raise ProviderError(provider.redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR]) from exc
     if scope.cancelled_caught or reply is None:
         raise ProviderTimeout(f"no reply within {timeout:g} s")
     return reply

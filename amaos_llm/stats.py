@@ -1,4 +1,10 @@
-"""Counters for a manager: per call, and per model per attempt."""
+"""Counters for a manager: per call, and per model per attempt.
+
+The identities the counters keep after any mix of outcomes (skips apart)::
+
+    calls == successes + failures + cancelled                         # manager calls
+    by_model[m].calls == successes + failures + timeouts + cancelled  # attempts sent to m
+"""
 
 from __future__ import annotations
 
@@ -13,22 +19,25 @@ from amaos_llm.types import Outcome
 class ModelStats:
     calls: int = 0  # attempts actually sent to the model
     successes: int = 0
-    failures: int = 0
+    failures: int = 0  # attempts that ended in an error (timeouts are counted apart)
     timeouts: int = 0
+    cancelled: int = 0  # attempts cut off by the caller
     skipped: int = 0
-    latency_sum: float = 0.0
+    latency_sum: float = 0.0  # of the attempts that finished (cancelled ones say nothing of the model)
     input_tokens: int = 0
     output_tokens: int = 0
     cost: Decimal = field(default_factory=Decimal)
 
     def as_dict(self) -> dict[str, Any]:
+        finished = self.calls - self.cancelled
         return {
             "calls": self.calls,
             "successes": self.successes,
             "failures": self.failures,
             "timeouts": self.timeouts,
+            "cancelled": self.cancelled,
             "skipped": self.skipped,
-            "avg_latency": self.latency_sum / self.calls if self.calls else 0.0,
+            "avg_latency": self.latency_sum / finished if finished else 0.0,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost": self.cost,
@@ -39,7 +48,8 @@ class ModelStats:
 class Stats:
     calls: int = 0  # manager calls
     successes: int = 0  # calls that returned a result
-    failures: int = 0  # calls that raised
+    failures: int = 0  # calls that raised an error
+    cancelled: int = 0  # calls cut off by their caller
     timeouts: int = 0  # attempts that timed out
     fallbacks: int = 0  # moves from one model to the next
     retries: int = 0  # extra attempts on the same model
@@ -60,14 +70,17 @@ class Stats:
             m.skipped += 1
             return
         m.calls += 1
+        if outcome == "cancelled":
+            m.cancelled += 1
+            return
         m.latency_sum += latency
         if outcome == "success":
             m.successes += 1
+        elif outcome == "timeout":
+            m.timeouts += 1
+            self.timeouts += 1
         else:
             m.failures += 1
-            if outcome == "timeout":
-                m.timeouts += 1
-                self.timeouts += 1
 
     def record_usage(self, name: str, input_tokens: int, output_tokens: int, cost: Decimal | None) -> None:
         m = self.model(name)
@@ -84,6 +97,7 @@ class Stats:
             "calls": self.calls,
             "successes": self.successes,
             "failures": self.failures,
+            "cancelled": self.cancelled,
             "timeouts": self.timeouts,
             "fallbacks": self.fallbacks,
             "retries": self.retries,

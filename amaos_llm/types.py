@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
 Role = Literal["system", "user", "assistant", "tool"]
-Outcome = Literal["success", "error", "timeout", "skipped"]
+# cancelled: the attempt was sent, then cut off by the caller (a cancel scope, Ctrl-C)
+Outcome = Literal["success", "error", "timeout", "cancelled", "skipped"]
 
 # Decimal keeps totals exact; JSON readers want a number, not a string.
 Cost = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]

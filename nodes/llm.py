@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from amaos_llm import AllModelsFailed, LLMManager, LLMResult, Message
+from amaos_llm.inputs import MaxTokens, Temperature
 from nodes.base import Node, NodeConfig
 from nodes.messages import ResultMessage, TaskMessage
 
@@ -18,8 +17,8 @@ class LLMNodeConfig(NodeConfig):
     enable_fallback: bool | None = None
     # Defaults for this node's calls; a task's payload overrides each of them.
     system_prompt: str | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
     force_model: str | None = None
 
 

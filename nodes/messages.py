@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from amaos_llm import Attempt, Message, Usage
+from amaos_llm.inputs import MaxTokens, Temperature
 from amaos_llm.types import Cost
 
 ZERO_USAGE = Usage()
@@ -34,8 +35,8 @@ class Payload(BaseModel):
     prompt: str | None = None
     messages: tuple[Message, ...] | None = None
     system_prompt: str | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
     force_model: str | None = None
 
     @model_validator(mode="before")

@@ -39,14 +39,10 @@ class CallableProvider(Provider):
         params: dict[str, Any] = {"temperature": request.temperature, "max_tokens": request.max_tokens}
         if request.seed is not None:
             params["seed"] = request.seed
-        try:
-            out = self._fn(list(request.messages), **params, **request.options)
-            if inspect.isawaitable(out):
-                out = await out
-        except ProviderError:
-            raise
-        except Exception as exc:  # the user's code: any failure is this model's failure, mapped here
-            raise ProviderError(f"{type(exc).__name__}: {exc}") from exc
+        # Whatever the user's function raises, the manager records as this model's failure.
+        out = self._fn(list(request.messages), **params, **request.options)
+        if inspect.isawaitable(out):
+            out = await out
         return _reply(out, request.model)
 
 

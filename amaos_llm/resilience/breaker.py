@@ -45,6 +45,10 @@ class CircuitBreaker:
     def record_success(self) -> None:
         self._failures, self._opened_at, self._probing = 0, None, False
 
+    def record_cancelled(self) -> None:
+        """A call cut off by its caller says nothing of the model: free the probe slot, count nothing."""
+        self._probing = False
+
     def record_failure(self) -> None:
         self._failures += 1
         if self._probing or self._failures >= self.threshold:

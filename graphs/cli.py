@@ -7,19 +7,21 @@
     amaos-llm validate config/pipelines/triage.yaml
     amaos-llm graph config/pipelines/triage.yaml
 
-Errors print one line (add `--debug` for the traceback). Exit codes: 0 success, 1 a run or call
-failed, 2 a bad file, option or configuration.
+Results go to stdout; errors and progress to stderr, each error once, in one line (add `--debug`
+for the traceback). Exit codes: 0 success, 1 a run or call failed, 2 a bad file, option or
+configuration, 130 interrupted (Ctrl-C: the work stops at once; finished results are kept).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, TextIO, TypeVar
 
 import anyio
 import typer
@@ -58,6 +60,8 @@ ConfigPath = Annotated[
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
 
+T = TypeVar("T")
+
 
 @contextmanager
 def _errors_as_one_line(debug: bool) -> Iterator[None]:
@@ -69,6 +73,51 @@ def _errors_as_one_line(debug: bool) -> Iterator[None]:
             raise
         _say_error(exc)
         raise typer.Exit(2) from None
+
+
+def _run_interruptible(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """`anyio.run(fn, *args)` where Ctrl-C stops the work cleanly instead of killing it mid-way.
+
+    The first SIGINT cancels the work (an embedded generation stops at its next token, files are
+    closed with every finished result in them) and the command exits with code 130 and one line
+    on stderr; any later SIGINT is ignored, so a second Ctrl-C cannot break the clean-up."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with Ctrl-C ignored (nohup, `cmd &`): keep it so
+        return anyio.run(fn, *args)
+    interrupted = False
+
+    async def main() -> Any:
+        nonlocal interrupted
+        result = error = None
+        # The receiver stays open until the clean-up is over: later signals queue there, unheard.
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    nonlocal interrupted
+                    async for _ in signals:
+                        interrupted = True
+                        tg.cancel_scope.cancel()
+                        return
+
+                tg.start_soon(watch)
+                try:
+                    result = await fn(*args)
+                except Exception as exc:  # raised below as itself, not wrapped in the task group's group
+                    error = exc
+                tg.cancel_scope.cancel()
+        if error is not None:
+            raise error
+        return result
+
+    try:
+        result = anyio.run(main)
+    except KeyboardInterrupt:  # a SIGINT that came before or after the receiver was listening
+        interrupted = True
+    if interrupted:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        typer.secho("interrupted", fg="yellow", err=True)
+        raise typer.Exit(130)
+    return result  # type: ignore[no-any-return]
 
 
 @app.command()
@@ -88,9 +137,9 @@ def run(
     with _errors_as_one_line(debug):
         loaded = load_pipeline(pipeline, local_only=True if local_only else None, config_path=config)
         if input is not None:
-            ok = anyio.run(_run_one, loaded, input, output)
+            ok = _run_interruptible(_run_one, loaded, input, output)
         elif inputs is not None:
-            ok = anyio.run(_run_batch, loaded, inputs, output, concurrency)
+            ok = _run_interruptible(_run_batch, loaded, inputs, output, concurrency)
     if not ok:
         raise typer.Exit(1)
 
@@ -142,10 +191,13 @@ async def _run_batch(pipeline: Pipeline, source: Path, output: Path | None, conc
 
 
 def _show_run(console: Console, result: RunResult) -> None:
+    """The answers and the LLM calls on stdout; each failed node once, on stderr."""
     for node_id, out in result.outputs.items():
+        if not out.ok:
+            continue
         if len(result.outputs) > 1:
             console.print(Text(f"[{node_id}]", style="bold"))
-        console.print(Text(out.content) if out.ok else Text(f"error: {out.error}", style="red"), soft_wrap=True)
+        console.print(Text(out.content), soft_wrap=True)
     calls = llm_calls(result)
     if calls:
         table = Table(box=None, header_style="dim", pad_edge=False)
@@ -158,7 +210,7 @@ def _show_run(console: Console, result: RunResult) -> None:
     console.print(Text(f"total: {_tokens_cost(result.total_tokens, result.total_cost)}, "
                        f"{result.wall_time:.2f}s", style="dim"))
     for node_id, error in result.errors.items():
-        console.print(Text(f"{node_id} failed: {error}", style="red"), soft_wrap=True)
+        _say_error(f"{node_id} failed: {error}")
 
 
 @app.command()
@@ -182,7 +234,7 @@ def complete(
 
     with _errors_as_one_line(debug):
         try:
-            result = anyio.run(call)
+            result = _run_interruptible(call)
         except (AllModelsFailed, ModelNotFound, ProviderError) as exc:  # the call failed, not the setup
             if debug:
                 raise
@@ -205,7 +257,7 @@ def models(
     with _errors_as_one_line(debug):
         cfg = LLMConfig.from_yaml(config) if config is not None else LLMConfig.default()
         specs = [m for m in cfg.models if m.enabled]
-        reachable = anyio.run(check_models, specs, local_only) if check else {}
+        reachable = _run_interruptible(check_models, specs, local_only) if check else {}
     from amaos_llm.pricing import PriceBook
 
     prices = PriceBook()
@@ -265,9 +317,9 @@ def graph(
     typer.echo(text, nl=False)
 
 
-def _say_error(exc: BaseException) -> None:
+def _say_error(problem: BaseException | str) -> None:
     # typer.secho, not rich: one line, never re-wrapped to the terminal width.
-    typer.secho(f"error: {exc}", fg="red", err=True)
+    typer.secho(f"error: {problem}", fg="red", err=True)
 
 
 def _manager(config: Path | None, local_only: bool) -> LLMManager:

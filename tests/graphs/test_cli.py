@@ -75,10 +75,11 @@ def test_run_writes_a_json_record_with_output(runner, pipeline, tmp_path):
     assert record["llm"]["llm"]["model"] == "fake-model"
 
 
-def test_a_failed_run_exits_1_and_says_why(runner, pipeline):
+def test_a_failed_run_exits_1_and_says_why_once_on_stderr(runner, pipeline):
     result = runner.invoke(app, ["run", str(pipeline), "--input", "fail please"])
     assert result.exit_code == 1
-    assert "llm failed: model unavailable" in result.stdout
+    assert result.stderr.splitlines() == ["error: llm failed: model unavailable"]
+    assert "model unavailable" not in result.stdout
 
 
 def test_run_over_a_jsonl_file_writes_one_record_per_line(runner, pipeline, tmp_path):

@@ -200,7 +200,7 @@ def _allowed_keys(model: Any, loc: Loc) -> list[str]:
     for part in loc:
         current = _unwrap(current)
         if isinstance(part, str) and isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(part)
+            field = _fields_by_key(current).get(part)
             current = field.annotation if field else None
         elif isinstance(part, int):
             args = typing.get_args(current)
@@ -209,8 +209,13 @@ def _allowed_keys(model: Any, loc: Loc) -> list[str]:
             return []
     current = _unwrap(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
+        return list(_fields_by_key(current))
     return []
+
+
+def _fields_by_key(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's fields under the key a file writes: the alias where there is one (`not`, not `not_`)."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
 
 
 def _unwrap(tp: Any) -> Any:

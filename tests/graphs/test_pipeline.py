@@ -185,6 +185,56 @@ def test_an_unquoted_yes_route_gets_a_quoting_hint(tmp_path):
     assert message == 'p.yaml:5: edges[0].when: `when: true` reads as a boolean; quote a route name: when: "yes"'
 
 
+def test_an_unquoted_yes_route_name_in_a_router_gets_a_quoting_hint(tmp_path):
+    message = load_error(tmp_path, """
+        name: demo
+        nodes:
+          - id: r
+            type: router
+            config:
+              routes:
+                yes: {contains: "yes"}
+        """)
+    assert message == ('p.yaml:7: nodes[0].config.routes: route name `true` reads as a boolean '
+                       '(so do unquoted yes, no, on and off); quote the route name: "yes":')
+
+
+def test_the_allowed_condition_keys_say_not_as_the_file_writes_it(tmp_path):
+    message = load_error(tmp_path, """
+        name: demo
+        nodes:
+          - {id: a, type: input}
+          - {id: b, type: output}
+        edges:
+          - {from: a, to: b, when: {nott: {contains: x}}}
+        """)
+    assert message == ("p.yaml:6: edges[0].when.nott: unknown key 'nott'; allowed keys: field, route, equals, "
+                       "contains, regex, is_null, one_of, all, any, not")
+
+
+def test_an_unknown_key_inside_not_lists_the_condition_keys(tmp_path):
+    message = load_error(tmp_path, """
+        name: demo
+        nodes:
+          - {id: a, type: input}
+          - {id: b, type: output}
+        edges:
+          - {from: a, to: b, when: {not: {contains: x, bogus: 1}}}
+        """)
+    assert message.startswith("p.yaml:6: edges[0].when.not.bogus: unknown key 'bogus'; allowed keys: field, route")
+
+
+def test_an_unknown_edge_key_lists_from_and_to(tmp_path):
+    message = load_error(tmp_path, """
+        name: demo
+        nodes:
+          - {id: a, type: input}
+        edges:
+          - {from: a, to: a, wehn: x}
+        """)
+    assert message == "p.yaml:5: edges[0].wehn: unknown key 'wehn'; allowed keys: from, to, when"
+
+
 
 def test_invalid_yaml_names_its_line(tmp_path):
     message = load_error(tmp_path, "name: demo\nnodes: [\n  - a\n")

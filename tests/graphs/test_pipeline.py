@@ -253,6 +253,7 @@ def test_yaml_tags_that_build_python_objects_are_refused(tmp_path):
 def test_relative_paths_resolve_against_the_yaml_file(tmp_path):
     sub = tmp_path / "pipelines"
     sub.mkdir()
+    (tmp_path / "models.yaml").write_text("models: []\n")
     path = write(sub, """
         name: demo
         nodes:
@@ -260,6 +261,30 @@ def test_relative_paths_resolve_against_the_yaml_file(tmp_path):
         """)
     node = load_pipeline(path).orchestrator.nodes["llm"]
     assert node.config.config_path == os.path.abspath(tmp_path / "models.yaml")
+
+
+def test_a_missing_model_config_names_the_pipeline_line_and_field(tmp_path):
+    message = load_error(tmp_path, """
+        name: demo
+        nodes:
+          - {id: prompt, type: prompt_template, config: {template: "{input}"}}
+          - id: llm
+            type: llm_manager
+            config:
+              config_path: models.yaml
+        """)
+    assert message == (f"p.yaml:7: nodes[1].config.config_path: cannot read file {tmp_path / 'models.yaml'}: "
+                       "No such file or directory")
+
+
+def test_a_config_path_override_is_not_blamed_on_the_pipeline_file(tmp_path):
+    path = write(tmp_path, """
+        name: demo
+        nodes:
+          - {id: llm, type: llm_manager, config: {config_path: absent.yaml}}
+        """)
+    node = load_pipeline(path, config_path=ROOT / "config" / "model_priority.yaml").orchestrator.nodes["llm"]
+    assert node.config.config_path == str(ROOT / "config" / "model_priority.yaml")
 
 
 def test_cli_overrides_replace_llm_node_settings(tmp_path):

@@ -264,6 +264,24 @@ def graph(
     typer.echo(text, nl=False)
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"amaos-llm {version('amaos-llm')}")  # the installed package's, not a copy in the code
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Options of the command itself, before any subcommand (`--version`)."""
+
+
 def _say_error(exc: BaseException) -> None:
     # typer.secho, not rich: one line, never re-wrapped to the terminal width.
     typer.secho(f"error: {exc}", fg="red", err=True)

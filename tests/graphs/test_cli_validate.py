@@ -1,6 +1,7 @@
-"""`amaos-llm validate` beyond the schema (graphs.config_check)."""
+"""`amaos-llm validate` beyond the schema (graphs.config_check), and `amaos-llm --version`."""
 
 import textwrap
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,8 @@ def test_a_pipeline_node_follows_its_config_files_local_only(runner, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"error: {models}: local_only, but no enabled model has `source: local`"]
 
+
+# --- --version ----------------------------------------------------------------------------------------
+def test_version_prints_the_installed_package_version(runner):
+    result = runner.invoke(app, ["--version"])
+    assert (result.exit_code, result.stdout) == (0, f"amaos-llm {version('amaos-llm')}\n")

@@ -110,6 +110,11 @@ class GoogleProvider(Provider):
             return False
         return True
 
+    def _base_url(self) -> str:
+        # google-genai has no public accessor; its client settles on base_url, $GOOGLE_GEMINI_BASE_URL
+        # or its default, and keeps the result in its http options.
+        return str(self._client()._api_client._http_options.base_url)
+
     async def _close_client(self, client: genai.Client) -> None:
         await client.aio.aclose()
         client.close()  # the sync transport is built eagerly too
@@ -132,6 +137,6 @@ class GoogleProvider(Provider):
         except httpx2.TimeoutException as exc:
             raise timeout_error(name, self.redact(describe(exc))) from exc
         except (httpx2.TransportError, ConnectionError) as exc:
-            raise connection_error(name, self.redact(describe(exc))) from exc
+            raise connection_error(name, self.redact(describe(exc)), url=self.redact(self._base_url())) from exc
         except (errors.UnknownApiResponseError, json.JSONDecodeError) as exc:
             raise malformed_reply(name, self.redact(describe(exc))) from exc

@@ -106,7 +106,8 @@ GOOGLE = Wire(
             "contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
     finish=("STOP", "MAX_TOKENS"),
     retry_after=7.0,
-    refused=lambda url: starting(f"google: connection to {url} failed: ConnectError"),
+    # httpx2's error, or aiohttp's when it is installed (google-genai then sends through it)
+    refused=lambda url: exactly(f"google: connection to {url} failed: ") + "(ConnectError|ClientConnectorError).*",
     key_env="GOOGLE_API_KEY", key_header=("x-goog-api-key", ""),
     bad_key=(400, BadRequestError),  # Gemini answers a bad key with 400 INVALID_ARGUMENT
 )

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ModelConfigCheck:
+    """A model configuration that passed: where it was read, what it holds, what to warn about."""
+
     path: str
     config: LLMConfig
     warnings: list[str] = field(default_factory=list)

@@ -22,10 +22,9 @@ class RouterConfig(NodeConfig):
         # YAML 1.1 reads an unquoted `yes:` key as True; pydantic would only say "[key]: not a string".
         for name in value if isinstance(value, dict) else ():
             if isinstance(name, bool):
-                word = str(name).lower()
                 raise ValueError(
-                    f"route name `{word}` reads as a boolean (so do unquoted yes, no, on and off); "
-                    f"quote the route name: \"{'yes' if name else 'no'}\":"
+                    f"an unquoted route name yes/no/on/off/true/false reads as the boolean {str(name).lower()}; "
+                    f"quote it: \"{'yes' if name else 'no'}\":"
                 )
         return value
 

@@ -195,8 +195,8 @@ def test_an_unquoted_yes_route_name_in_a_router_gets_a_quoting_hint(tmp_path):
               routes:
                 yes: {contains: "yes"}
         """)
-    assert message == ('p.yaml:7: nodes[0].config.routes: route name `true` reads as a boolean '
-                       '(so do unquoted yes, no, on and off); quote the route name: "yes":')
+    assert message == ('p.yaml:7: nodes[0].config.routes: an unquoted route name yes/no/on/off/true/false '
+                       'reads as the boolean true; quote it: "yes":')
 
 
 def test_the_allowed_condition_keys_say_not_as_the_file_writes_it(tmp_path):

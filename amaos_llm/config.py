@@ -152,7 +152,16 @@ class LLMConfig(BaseModel):
     @classmethod
     def default(cls) -> LLMConfig:
         """The file named by $AMAOS_LLM_CONFIG, else the packaged default."""
-        return cls.from_yaml(os.environ.get(CONFIG_ENV) or PACKAGED_CONFIG)
+        named = os.environ.get(CONFIG_ENV)
+        if not named:
+            return cls.from_yaml(PACKAGED_CONFIG)
+        try:
+            return cls.from_yaml(named)
+        except ConfigError as exc:
+            if exc.line is not None:  # a problem inside the file: its file:line says where
+                raise
+            # The file itself is missing or unreadable: say where its name came from.
+            raise ConfigError(exc.reason, path=f"${CONFIG_ENV}={named}", field=exc.field) from None
 
     def resolve_paths(self, base: Path) -> LLMConfig:
         """Relative `model_path`s are relative to the YAML file, as a reader of the file expects."""

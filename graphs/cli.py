@@ -31,7 +31,6 @@ from rich.text import Text
 
 from amaos_llm import (
     AllModelsFailed,
-    ConfigError,
     LLMConfig,
     LLMError,
     LLMManager,
@@ -281,29 +280,29 @@ def validate(
     ] = False,
     debug: Debug = False,
 ) -> None:
-    """Check a pipeline or a model configuration file; prints `ok` or the first problem."""
+    """Check a pipeline or a model configuration file; prints `ok` or the first problem.
+
+    Beyond the schema: a key written twice, nothing to route to, a missing model file, a
+    `force_model` no model answers to. An API key written in a file is a warning."""
     from amaos_llm.yaml_source import load_yaml
+    from graphs.config_check import check_model_config, check_pipeline_models, require_local
 
     with _errors_as_one_line(debug):
-        data = load_yaml(file).data
-        if isinstance(data, dict) and "nodes" in data:
+        doc = load_yaml(file)
+        if isinstance(doc.data, dict) and "nodes" in doc.data:
             pipeline = load_pipeline(file, local_only=True if local_only else None)
-            for node in pipeline.orchestrator.nodes.values():
-                path = getattr(node.config, "config_path", None)
-                if path:
-                    _check_local(path, LLMConfig.from_yaml(path), local_only or bool(node.config.local_only))
+            warnings = check_pipeline_models(doc, pipeline, local_only=local_only)
             o = pipeline.orchestrator
             message = f"ok: pipeline {pipeline.name!r}: {len(o.nodes)} nodes, {len(o.edges)} edges"
         else:
-            cfg = LLMConfig.from_yaml(file)
-            _check_local(file, cfg, local_only or cfg.routing.local_only)
-            message = f"ok: model configuration: {len(cfg.models)} models"
+            check = check_model_config(file)
+            if local_only or check.config.routing.local_only:
+                require_local(check)
+            warnings = check.warnings
+            message = f"ok: model configuration: {len(check.config.models)} models"
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
     Console().print(Text(message, style="green"))
-
-
-def _check_local(path: str | Path, cfg: LLMConfig, local_only: bool) -> None:
-    if local_only and not any(m.enabled and m.is_local for m in cfg.models):
-        raise ConfigError("local_only, but no enabled model has `source: local`", path=str(path))
 
 
 @app.command()
@@ -315,6 +314,24 @@ def graph(
     with _errors_as_one_line(debug):
         text = load_pipeline(file).to_mermaid()
     typer.echo(text, nl=False)
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"amaos-llm {version('amaos-llm')}")  # the installed package's, not a copy in the code
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Options of the command itself, before any subcommand (`--version`)."""
 
 
 def _say_error(problem: BaseException | str) -> None:

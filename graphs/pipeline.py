@@ -243,14 +243,19 @@ def _build_node(spec: NodeSpec, base: Path, llm_overrides: Mapping[str, Any], wh
         cls = node_class(spec.type)
     except ConfigError as exc:
         raise where.error(("type",), exc.reason) from None
-    data = dict(spec.config)
-    if spec.type == "llm_manager":
-        data.update(llm_overrides)
+    overrides = llm_overrides if spec.type == "llm_manager" else {}
     try:
-        config = cls.Config.model_validate(data)
+        config = cls.Config.model_validate({**spec.config, **overrides})
     except ValidationError as exc:
         raise where.at(("config",)).invalid(exc, cls.Config) from None
     config = _resolve_paths(cls, config, base)
+    for key in cls.path_fields:
+        value = getattr(config, key, None)
+        # Checked now, while the file and line are known; a node would only notice when it starts.
+        # An override names no place in this file: whoever reads it reports it.
+        problem = _unreadable(value) if isinstance(value, str) and value and key not in overrides else None
+        if problem is not None:
+            raise where.error(("config", key), f"cannot read file {value}: {problem}")
     try:
         return cls(spec.id, spec.name, config)  # type: ignore[call-arg]
     except (ValueError, TypeError) as exc:  # ConfigError and TopologyError are ValueErrors
@@ -264,6 +269,15 @@ def _resolve_paths(cls: type[Node], config: NodeConfig, base: Path) -> NodeConfi
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             updates[key] = os.path.abspath(base / value)  # not resolve(): keep symlinked paths as written
     return config.model_copy(update=updates) if updates else config
+
+
+def _unreadable(path: str) -> str | None:
+    """Why `path` cannot be opened for reading (`No such file or directory`...), or None."""
+    try:
+        with open(Path(path).expanduser(), "rb"):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def _condition(when: str | dict[str, Any] | None, where: _Where) -> Condition | str | None:

@@ -69,7 +69,9 @@ class Node:
     input_type: Any = Any
     output_type: Any = str
     max_inputs: ClassVar[int | None] = None  # e.g. 1 for a router, which judges one result
-    path_fields: ClassVar[tuple[str, ...]] = ()  # config keys holding file paths (YAML resolves them)
+    # Config keys naming files the node reads: a YAML pipeline resolves them against its own folder
+    # and checks, when it is loaded, that they can be read.
+    path_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, id: str, name: str | None = None, config: Mapping[str, Any] | NodeConfig | None = None) -> None:
         if not isinstance(id, str) or not id:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from nodes.base import Node, NodeConfig
 from nodes.conditions import Condition
@@ -15,6 +15,18 @@ class RouterConfig(NodeConfig):
     accepts_errors: bool = True  # routing a failure somewhere is a router's job
     routes: dict[str, Condition] = Field(min_length=1)  # tried in order; the first that holds wins
     default: str | None = None  # the route when none holds (None: only unconditional edges fire)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _names_are_not_booleans(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `yes:` key as True; pydantic would only say "[key]: not a string".
+        for name in value if isinstance(value, dict) else ():
+            if isinstance(name, bool):
+                raise ValueError(
+                    f"an unquoted route name yes/no/on/off/true/false reads as the boolean {str(name).lower()}; "
+                    f"quote it: \"{'yes' if name else 'no'}\":"
+                )
+        return value
 
     @model_validator(mode="after")
     def _default_is_new(self) -> RouterConfig:

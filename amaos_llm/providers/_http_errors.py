@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from amaos_llm.errors import (
     AuthenticationError,
@@ -47,11 +48,12 @@ def error_for_status(
 
 
 @contextmanager
-def sdk_errors(sdk: Any, provider: str, redact: Callable[[str], str]) -> Iterator[None]:
+def sdk_errors(sdk: Any, provider: str, redact: Callable[[str], str], url: Callable[[], str]) -> Iterator[None]:
     """Map the exceptions of a Stainless-generated SDK (`openai`, `anthropic`: the same tree).
 
     An error event inside a stream arrives as `APIStatusError` with status 200 (anthropic) or a
-    bare `APIError` (openai); a stream cut mid-way can escape as a raw `httpx2` error."""
+    bare `APIError` (openai); a stream cut mid-way can escape as a raw `httpx2` error. `url()`
+    gives the base URL the client sends to, read only when a connection fails."""
     import httpx2
 
     try:
@@ -63,15 +65,24 @@ def sdk_errors(sdk: Any, provider: str, redact: Callable[[str], str]) -> Iterato
     except (sdk.APITimeoutError, httpx2.TimeoutException) as exc:
         raise timeout_error(provider, redact(describe(exc))) from exc
     except (sdk.APIConnectionError, httpx2.TransportError, ConnectionError) as exc:
-        raise connection_error(provider, redact(describe(exc))) from exc
+        raise connection_error(provider, redact(describe(exc)), url=redact(url())) from exc
     except (sdk.APIResponseValidationError, json.JSONDecodeError) as exc:
         raise malformed_reply(provider, redact(describe(exc))) from exc
     except sdk.APIError as exc:  # any other failure the SDK reports about the reply
         raise error_for_status(provider, None, redact(body_message(exc.body or exc.message))) from exc
 
 
-def connection_error(provider: str, detail: str) -> ProviderConnectionError:
-    return ProviderConnectionError(f"{provider}: connection failed: {_short(detail)}")
+def connection_error(provider: str, detail: str, *, url: str) -> ProviderConnectionError:
+    """The SDKs say only "Connection error.": name the URL that was tried (a typo'd port, a server
+    not started, an env var pointing elsewhere all look the same otherwise)."""
+    return ProviderConnectionError(f"{provider}: connection to {shown_url(url)} failed: {_short(detail)}")
+
+
+def shown_url(url: str) -> str:
+    """`url` fit for an error message: without user info, query or fragment, where a key could sit."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
 
 
 def timeout_error(provider: str, detail: str) -> ProviderTimeout:

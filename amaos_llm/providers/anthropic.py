@@ -82,4 +82,4 @@ class AnthropicProvider(Provider):
     def _errors(self) -> AbstractContextManager[None]:
         import anthropic
 
-        return sdk_errors(anthropic, self.spec.provider, self.redact)
+        return sdk_errors(anthropic, self.spec.provider, self.redact, lambda: str(self._client().base_url))

@@ -9,6 +9,7 @@ include thinking tokens, which are billed as output. With no `base_url` the SDK 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -110,17 +111,28 @@ class GoogleProvider(Provider):
             return False
         return True
 
+    def _base_url(self) -> str:
+        # google-genai has no public accessor; its client settles on base_url, $GOOGLE_GEMINI_BASE_URL
+        # or its default, and keeps the result in its http options.
+        return str(self._client()._api_client._http_options.base_url)
+
     async def _close_client(self, client: genai.Client) -> None:
         await client.aio.aclose()
         client.close()  # the sync transport is built eagerly too
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """SDK exceptions → `amaos_llm.errors`. google-genai lets raw `httpx2` errors escape for
-        refused, reset and cut connections; an error chunk mid-stream raises `ServerError` 503."""
+        """SDK exceptions → `amaos_llm.errors`. google-genai lets raw transport errors escape for
+        refused, reset and cut connections: `httpx2`'s, or `aiohttp`'s when that is installed (the
+        SDK then sends through it); an error chunk mid-stream raises `ServerError` 503."""
         import httpx2
         from google.genai import errors
 
+        # Not imported here: google-genai imports aiohttp when it is installed, so an aiohttp error can
+        # only be raised when the module is already loaded.
+        aiohttp = sys.modules.get("aiohttp")
+        aio_timeouts = (aiohttp.ServerTimeoutError,) if aiohttp is not None else ()
+        aio_connections = (aiohttp.ClientConnectionError,) if aiohttp is not None else ()
         name = self.spec.provider
         try:
             yield
@@ -129,9 +141,11 @@ class GoogleProvider(Provider):
             raise error_for_status(
                 name, exc.code, self.redact(body_message(exc.details)), retry_after_seconds(headers)
             ) from exc
-        except httpx2.TimeoutException as exc:
+        # Timeouts first: aiohttp's ServerTimeoutError is a ClientConnectionError too. A bare
+        # TimeoutError is aiohttp's total timeout (asyncio.TimeoutError).
+        except (httpx2.TimeoutException, TimeoutError, *aio_timeouts) as exc:
             raise timeout_error(name, self.redact(describe(exc))) from exc
-        except (httpx2.TransportError, ConnectionError) as exc:
-            raise connection_error(name, self.redact(describe(exc))) from exc
+        except (httpx2.TransportError, ConnectionError, *aio_connections) as exc:
+            raise connection_error(name, self.redact(describe(exc)), url=self.redact(self._base_url())) from exc
         except (errors.UnknownApiResponseError, json.JSONDecodeError) as exc:
             raise malformed_reply(name, self.redact(describe(exc))) from exc

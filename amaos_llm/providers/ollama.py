@@ -77,6 +77,11 @@ class OllamaProvider(Provider):
         # Ollama stores "llama3" as "llama3:latest".
         return wanted in names or (":" not in wanted and f"{wanted}:latest" in names)
 
+    def _base_url(self) -> str:
+        # The SDK has no public accessor; the httpx client it wraps holds the host it settled on
+        # (base_url, $OLLAMA_HOST or its default).
+        return str(self._client()._client.base_url)
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """SDK exceptions → `amaos_llm.errors`. Ollama lets builtin `ConnectionError` (refused) and
@@ -93,6 +98,6 @@ class OllamaProvider(Provider):
         except httpx.TimeoutException as exc:
             raise timeout_error(name, self.redact(describe(exc))) from exc
         except (httpx.TransportError, ConnectionError) as exc:
-            raise connection_error(name, self.redact(describe(exc))) from exc
+            raise connection_error(name, self.redact(describe(exc)), url=self.redact(self._base_url())) from exc
         except (json.JSONDecodeError, pydantic.ValidationError) as exc:
             raise malformed_reply(name, self.redact(describe(exc))) from exc

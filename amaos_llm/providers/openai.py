@@ -85,7 +85,7 @@ class OpenAIProvider(Provider):
     def _errors(self) -> AbstractContextManager[None]:
         import openai
 
-        return sdk_errors(openai, self.spec.provider, self.redact)
+        return sdk_errors(openai, self.spec.provider, self.redact, lambda: str(self._client().base_url))
 
 
 def _wire_message(message: Message) -> dict[str, str]:

@@ -32,6 +32,23 @@ def test_no_argument_manager_reads_the_env_named_file(tmp_path: Path, monkeypatc
     assert [m.name for m in LLMManager().list_models()] == ["x"]
 
 
+def test_an_unreadable_env_named_file_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMAOS_LLM_CONFIG", "/nope.yaml")
+    with pytest.raises(ConfigError) as info:
+        LLMConfig.default()
+    assert str(info.value) == "$AMAOS_LLM_CONFIG=/nope.yaml: cannot read file: No such file or directory"
+
+
+def test_a_bad_line_in_the_env_named_file_names_the_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "models:\n  - {name: x, provider: nope}\n")
+    monkeypatch.setenv("AMAOS_LLM_CONFIG", str(path))
+    with pytest.raises(ConfigError) as info:
+        LLMConfig.default()
+    assert str(info.value).startswith(f"{path}:2: models[0].provider: unknown provider 'nope'")
+
+
 def test_no_argument_manager_falls_back_to_the_packaged_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AMAOS_LLM_CONFIG", raising=False)
     assert LLMManager(local_only=True).list_models() == LLMConfig.from_yaml(PACKAGED_CONFIG).models

@@ -192,6 +192,14 @@ def test_complete_reports_a_failed_call_in_one_line(runner, models_config):
     assert "Traceback" not in result.output
 
 
+def test_complete_names_the_variable_that_named_a_missing_config(runner):
+    result = runner.invoke(app, ["complete", "hi"], env={"AMAOS_LLM_CONFIG": "/nope.yaml"})
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: $AMAOS_LLM_CONFIG=/nope.yaml: cannot read file: No such file or directory"
+    ]
+
+
 def test_the_module_runs_as_a_command():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(

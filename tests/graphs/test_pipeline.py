@@ -185,6 +185,56 @@ def test_an_unquoted_yes_route_gets_a_quoting_hint(tmp_path):
     assert message == 'p.yaml:5: edges[0].when: `when: true` reads as a boolean; quote a route name: when: "yes"'
 
 
+def test_an_unquoted_yes_route_name_in_a_router_gets_a_quoting_hint(tmp_path):
+    message = load_error(tmp_path, """
+        name: demo
+        nodes:
+          - id: r
+            type: router
+            config:
+              routes:
+                yes: {contains: "yes"}
+        """)
+    assert message == ('p.yaml:7: nodes[0].config.routes: an unquoted route name yes/no/on/off/true/false '
+                       'reads as the boolean true; quote it: "yes":')
+
+
+def test_the_allowed_condition_keys_say_not_as_the_file_writes_it(tmp_path):
+    message = load_error(tmp_path, """
+        name: demo
+        nodes:
+          - {id: a, type: input}
+          - {id: b, type: output}
+        edges:
+          - {from: a, to: b, when: {nott: {contains: x}}}
+        """)
+    assert message == ("p.yaml:6: edges[0].when.nott: unknown key 'nott'; allowed keys: field, route, equals, "
+                       "contains, regex, is_null, one_of, all, any, not")
+
+
+def test_an_unknown_key_inside_not_lists_the_condition_keys(tmp_path):
+    message = load_error(tmp_path, """
+        name: demo
+        nodes:
+          - {id: a, type: input}
+          - {id: b, type: output}
+        edges:
+          - {from: a, to: b, when: {not: {contains: x, bogus: 1}}}
+        """)
+    assert message.startswith("p.yaml:6: edges[0].when.not.bogus: unknown key 'bogus'; allowed keys: field, route")
+
+
+def test_an_unknown_edge_key_lists_from_and_to(tmp_path):
+    message = load_error(tmp_path, """
+        name: demo
+        nodes:
+          - {id: a, type: input}
+        edges:
+          - {from: a, to: a, wehn: x}
+        """)
+    assert message == "p.yaml:5: edges[0].wehn: unknown key 'wehn'; allowed keys: from, to, when"
+
+
 
 def test_invalid_yaml_names_its_line(tmp_path):
     message = load_error(tmp_path, "name: demo\nnodes: [\n  - a\n")
@@ -203,6 +253,7 @@ def test_yaml_tags_that_build_python_objects_are_refused(tmp_path):
 def test_relative_paths_resolve_against_the_yaml_file(tmp_path):
     sub = tmp_path / "pipelines"
     sub.mkdir()
+    (tmp_path / "models.yaml").write_text("models: []\n")
     path = write(sub, """
         name: demo
         nodes:
@@ -210,6 +261,30 @@ def test_relative_paths_resolve_against_the_yaml_file(tmp_path):
         """)
     node = load_pipeline(path).orchestrator.nodes["llm"]
     assert node.config.config_path == os.path.abspath(tmp_path / "models.yaml")
+
+
+def test_a_missing_model_config_names_the_pipeline_line_and_field(tmp_path):
+    message = load_error(tmp_path, """
+        name: demo
+        nodes:
+          - {id: prompt, type: prompt_template, config: {template: "{input}"}}
+          - id: llm
+            type: llm_manager
+            config:
+              config_path: models.yaml
+        """)
+    assert message == (f"p.yaml:7: nodes[1].config.config_path: cannot read file {tmp_path / 'models.yaml'}: "
+                       "No such file or directory")
+
+
+def test_a_config_path_override_is_not_blamed_on_the_pipeline_file(tmp_path):
+    path = write(tmp_path, """
+        name: demo
+        nodes:
+          - {id: llm, type: llm_manager, config: {config_path: absent.yaml}}
+        """)
+    node = load_pipeline(path, config_path=ROOT / "config" / "model_priority.yaml").orchestrator.nodes["llm"]
+    assert node.config.config_path == str(ROOT / "config" / "model_priority.yaml")
 
 
 def test_cli_overrides_replace_llm_node_settings(tmp_path):

@@ -164,15 +164,37 @@ async def test_key_never_appears_in_error_or_repr(wire: Wire, provider: Provider
 
 
 # --- connection ----------------------------------------------------------------------------------
-@every_wire
-async def test_refused_connection_is_connection_error(wire: Wire, closed_port: str) -> None:
-    p = make(wire, closed_port + wire.url_path)
+async def refused(provider: Provider) -> str:
     try:
         with pytest.raises(ProviderConnectionError) as caught:
-            await p.complete(ask())
+            await provider.complete(ask())
     finally:
-        await p.aclose()
-    assert re.fullmatch(wire.refused, str(caught.value), re.DOTALL), str(caught.value)
+        await provider.aclose()
+    return str(caught.value)
+
+
+@every_wire
+async def test_refused_connection_is_connection_error_naming_the_url(wire: Wire, closed_port: str) -> None:
+    url = closed_port + wire.url_path
+    message = await refused(make(wire, url))
+    assert re.fullmatch(wire.refused(url), message, re.DOTALL), message
+
+
+@every_wire
+async def test_refused_connection_names_the_url_the_sdk_read_from_its_env_var(
+    wire: Wire, closed_port: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = closed_port + wire.url_path
+    monkeypatch.setenv(wire.base_url_env, url)
+    message = await refused(make(wire, None))
+    assert re.fullmatch(wire.refused(url), message, re.DOTALL), message
+
+
+@every_wire
+async def test_a_refused_urls_user_info_and_query_stay_out_of_the_message(wire: Wire, closed_port: str) -> None:
+    host = closed_port.removeprefix("http://")
+    message = await refused(make(wire, f"http://user:{KEY}@{host}{wire.url_path}?key={KEY}"))
+    assert re.fullmatch(wire.refused(closed_port + wire.url_path), message, re.DOTALL), message
 
 
 @every_wire

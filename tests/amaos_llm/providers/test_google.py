@@ -3,9 +3,13 @@ test_contract.py."""
 
 from __future__ import annotations
 
-import pytest
+import sys
+import types
 
-from amaos_llm.errors import BadRequestError
+import pytest
+from google.genai.models import AsyncModels
+
+from amaos_llm.errors import BadRequestError, ProviderConnectionError, ProviderError, ProviderTimeout
 from amaos_llm.providers.base import Provider, ProviderRequest
 from amaos_llm.types import Message
 from tests.amaos_llm.providers.wires import GOOGLE, MODEL, ask, make
@@ -67,3 +71,46 @@ async def test_two_calls_share_one_client(provider: Provider, google_fake: Googl
 async def test_health_is_false_for_an_unknown_model(provider: Provider, google_fake: GoogleFake) -> None:
     google_fake.models = ["other"]
     assert await provider.health() is False
+
+
+def fake_aiohttp() -> types.ModuleType:
+    """aiohttp's exception tree as far as the mapping reads it (aiohttp is not a test dependency)."""
+    aiohttp = types.ModuleType("aiohttp")
+    aiohttp.ClientConnectionError = type("ClientConnectionError", (Exception,), {})  # type: ignore[attr-defined]
+    aiohttp.ClientConnectorError = type(  # type: ignore[attr-defined]
+        "ClientConnectorError", (aiohttp.ClientConnectionError, OSError), {}  # type: ignore[attr-defined]
+    )
+    aiohttp.ServerTimeoutError = type(  # type: ignore[attr-defined]
+        "ServerTimeoutError", (aiohttp.ClientConnectionError, TimeoutError), {}  # type: ignore[attr-defined]
+    )
+    return aiohttp
+
+
+@pytest.mark.parametrize(
+    ("raised", "error", "message"),
+    [
+        ("ClientConnectorError", ProviderConnectionError,
+         "google: connection to {url} failed: ClientConnectorError: Cannot connect to host"),
+        ("ServerTimeoutError", ProviderTimeout, "google: timed out: ServerTimeoutError: Cannot connect to host"),
+        (None, ProviderTimeout, "google: timed out: TimeoutError: Cannot connect to host"),  # aiohttp's total timeout
+    ],
+    ids=["connector", "server-timeout", "total-timeout"],
+)
+async def test_aiohttp_errors_map_like_httpx_ones(
+    raised: str | None, error: type[ProviderError], message: str, closed_port: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aiohttp = fake_aiohttp()
+    monkeypatch.setitem(sys.modules, "aiohttp", aiohttp)
+    kind = getattr(aiohttp, raised) if raised else TimeoutError
+
+    async def generate_content(*args: object, **kwargs: object) -> None:
+        raise kind("Cannot connect to host")
+
+    monkeypatch.setattr(AsyncModels, "generate_content", generate_content)
+    p = make(GOOGLE, closed_port)
+    try:
+        with pytest.raises(error) as caught:
+            await p.complete(ask())
+    finally:
+        await p.aclose()
+    assert (type(caught.value), str(caught.value)) == (error, message.format(url=closed_port))

@@ -14,7 +14,13 @@ from amaos_llm.errors import (
     RateLimitError,
     ServerError,
 )
-from amaos_llm.providers._http_errors import body_message, error_for_status, retry_after_seconds
+from amaos_llm.providers._http_errors import (
+    body_message,
+    connection_error,
+    error_for_status,
+    retry_after_seconds,
+    shown_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -77,3 +83,21 @@ def test_retry_after_as_http_date() -> None:
 )
 def test_body_message_finds_the_human_part(body: object, message: str) -> None:
     assert body_message(body) == message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://api.openai.com/v1/", "https://api.openai.com/v1"),
+        ("https://generativelanguage.googleapis.com/", "https://generativelanguage.googleapis.com"),
+        ("http://127.0.0.1:11434", "http://127.0.0.1:11434"),
+        ("http://user:sk-secret@10.0.0.2:8000/v1?key=sk-secret#frag", "http://10.0.0.2:8000/v1"),
+    ],
+)
+def test_shown_url_drops_user_info_query_and_trailing_slash(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
+
+
+def test_connection_error_names_the_url() -> None:
+    error = connection_error("openai", "APIConnectionError: Connection error.", url="http://u:k@host:1/v1/")
+    assert str(error) == "openai: connection to http://host:1/v1 failed: APIConnectionError: Connection error."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from amaos_llm.errors import ProviderConnectionError
 from amaos_llm.providers.base import Provider
 from tests.amaos_llm.providers.wires import OPENAI, ask, make
 from tests.support.fakes import OpenAIFake
@@ -51,3 +52,15 @@ async def test_compatible_server_without_key_gets_a_placeholder(openai_fake: Ope
 async def test_health_is_false_when_the_key_is_refused(provider: Provider, openai_fake: OpenAIFake) -> None:
     openai_fake.fail(401)
     assert await provider.health() is False
+
+
+async def test_a_refused_compatible_server_is_named_by_its_url(closed_port: str) -> None:
+    p = make(OPENAI, f"{closed_port}/v1", key=None, provider="openai_compatible")
+    try:
+        with pytest.raises(ProviderConnectionError) as caught:
+            await p.complete(ask())
+    finally:
+        await p.aclose()
+    assert str(caught.value) == (
+        f"openai_compatible: connection to {closed_port}/v1 failed: APIConnectionError: Connection error."
+    )

@@ -52,7 +52,7 @@ class Wire:
     prompt: dict[str, Any]  # ask("hi", system="be brief") as sent: dotted path -> value
     finish: tuple[str, str]  # finish_reason of a complete reply, of one cut at max_tokens
     retry_after: float | None  # `Retry-After: 7` on a 429 as the provider sees it
-    refused: str  # regex the whole refused-connection message matches
+    refused: Callable[[str], str]  # base URL tried → regex the whole refused-connection message matches
     key_env: str | None = None  # None: no key
     key_header: tuple[str, str] | None = None  # (header, prefix) carrying the key, where the contract checks it
     bad_key: tuple[int, type[ProviderError]] = field(default=(401, AuthenticationError))  # how a key is refused
@@ -72,7 +72,7 @@ OLLAMA = Wire(
     prompt={"messages": CHAT_PROMPT},
     finish=("stop", "length"),
     retry_after=None,  # the ollama SDK does not expose response headers
-    refused=starting("ollama: connection failed: ConnectionError: Failed to connect to Ollama"),
+    refused=lambda url: starting(f"ollama: connection to {url} failed: ConnectionError: Failed to connect to Ollama"),
 )
 OPENAI = Wire(
     name="openai", cls=OpenAIProvider, fixture="openai_fake", url_path="/v1",
@@ -82,7 +82,7 @@ OPENAI = Wire(
     prompt={"messages": CHAT_PROMPT},
     finish=("stop", "length"),
     retry_after=7.0,
-    refused=exactly("openai: connection failed: APIConnectionError: Connection error."),
+    refused=lambda url: exactly(f"openai: connection to {url} failed: APIConnectionError: Connection error."),
     key_env="OPENAI_API_KEY", key_header=("authorization", "Bearer "),
 )
 ANTHROPIC = Wire(
@@ -93,7 +93,7 @@ ANTHROPIC = Wire(
     prompt={"system": "be brief", "messages": [{"role": "user", "content": "hi"}]},
     finish=("end_turn", "max_tokens"),
     retry_after=7.0,
-    refused=exactly("anthropic: connection failed: APIConnectionError: Connection error."),
+    refused=lambda url: exactly(f"anthropic: connection to {url} failed: APIConnectionError: Connection error."),
     key_env="ANTHROPIC_API_KEY",  # its header depends on the SDK version: test_anthropic.py
 )
 GOOGLE = Wire(
@@ -106,7 +106,8 @@ GOOGLE = Wire(
             "contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
     finish=("STOP", "MAX_TOKENS"),
     retry_after=7.0,
-    refused=starting("google: connection failed: ConnectError"),
+    # httpx2's error, or aiohttp's when it is installed (google-genai then sends through it)
+    refused=lambda url: exactly(f"google: connection to {url} failed: ") + "(ConnectError|ClientConnectorError).*",
     key_env="GOOGLE_API_KEY", key_header=("x-goog-api-key", ""),
     bad_key=(400, BadRequestError),  # Gemini answers a bad key with 400 INVALID_ARGUMENT
 )

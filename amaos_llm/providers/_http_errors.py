@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from amaos_llm.errors import (
     AuthenticationError,
     BadRequestError,
+    ContextWindowExceeded,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
@@ -25,14 +26,17 @@ from amaos_llm.errors import (
 )
 
 MAX_MESSAGE = 300  # a server may echo the whole request back; keep errors short
+# The error codes/types that say "the request does not fit the context window": OpenAI's, and
+# llama.cpp's server's (the same words its in-process runtime uses).
+CONTEXT_OVERFLOW_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
 
 
 def error_for_status(
-    provider: str, status: int | None, message: str, retry_after: float | None = None
+    provider: str, status: int | None, message: str, retry_after: float | None = None, body: object = None
 ) -> ProviderError:
     """The error for an HTTP status; `message` must already be redacted. `None` (or a non-error
     status such as 200 or Ollama's -1) means an error event inside an otherwise successful reply:
-    a `ServerError`."""
+    a `ServerError`. A 400 whose `body` carries a context-overflow code is a `ContextWindowExceeded`."""
     if status is None or status < 400:
         return ServerError(f"{provider}: error in reply: {_short(message)}", status_code=status)
     text = f"{provider}: HTTP {status}: {_short(message)}"
@@ -44,7 +48,16 @@ def error_for_status(
         return ProviderTimeout(text, status_code=status)
     if status >= 500:
         return ServerError(text, status_code=status)
+    if status == 400 and _is_context_overflow(body):
+        return ContextWindowExceeded(text, status_code=status)
     return BadRequestError(text, status_code=status)
+
+
+def _is_context_overflow(body: object) -> bool:
+    inner = body.get("error", body) if isinstance(body, Mapping) else None
+    if not isinstance(inner, Mapping):
+        return False
+    return inner.get("code") in CONTEXT_OVERFLOW_CODES or inner.get("type") in CONTEXT_OVERFLOW_CODES
 
 
 @contextmanager
@@ -60,7 +73,8 @@ def sdk_errors(sdk: Any, provider: str, redact: Callable[[str], str], url: Calla
         yield
     except sdk.APIStatusError as exc:
         raise error_for_status(
-            provider, exc.status_code, redact(body_message(exc.body)), retry_after_seconds(exc.response.headers)
+            provider, exc.status_code, redact(body_message(exc.body)), retry_after_seconds(exc.response.headers),
+            exc.body,
         ) from exc
     except (sdk.APITimeoutError, httpx2.TimeoutException) as exc:
         raise timeout_error(provider, redact(describe(exc))) from exc

@@ -31,3 +31,20 @@ async def test_real_model_answers_with_real_tokens_and_exact_cost(
     assert usage.input_tokens > 5 and 0 < usage.output_tokens <= 12
     assert result.cost == (usage.input_tokens * Decimal("0.5") + usage.output_tokens * Decimal("1.5")) / 1000
     assert (result.provider, result.model_name) == (provider, "smol-http")
+
+
+@pytest.mark.parametrize(("provider", "suffix"), [("openai_compatible", "/v1"), ("anthropic", "")])
+async def test_a_prompt_over_the_servers_context_is_a_context_window_error_not_retried(
+    llama_server: str, provider: str, suffix: str
+) -> None:
+    from amaos_llm import AllModelsFailed
+
+    spec = ModelSpec(name="smol-http", provider=provider, model="smollm2", base_url=llama_server + suffix,
+                     api_key="sk-local-test", max_tokens=8, max_retries=2)
+    async with LLMManager(models=[spec]) as manager:
+        with pytest.raises(AllModelsFailed) as info:
+            await manager.complete("dragons " * 3000)
+        sent = manager.get_stats()["by_model"]["smol-http"]["calls"]
+    (attempt,) = info.value.attempts
+    assert (attempt.error or "").startswith(f"ContextWindowExceeded: {provider}: HTTP 400: ")
+    assert sent == 1

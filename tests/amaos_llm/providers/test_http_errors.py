@@ -10,6 +10,7 @@ import pytest
 from amaos_llm.errors import (
     AuthenticationError,
     BadRequestError,
+    ContextWindowExceeded,
     ProviderTimeout,
     RateLimitError,
     ServerError,
@@ -34,6 +35,21 @@ from amaos_llm.providers._http_errors import (
 def test_status_maps_to_error_class(status: int, kind: type) -> None:
     error = error_for_status("x", status, "boom")
     assert (type(error), error.status_code, str(error)) == (kind, status, f"x: HTTP {status}: boom")
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ({"error": {"code": "context_length_exceeded", "message": "too long"}}, ContextWindowExceeded),  # OpenAI
+        ({"code": "context_length_exceeded", "message": "too long"}, ContextWindowExceeded),  # the SDK's .body
+        ({"error": {"code": 400, "type": "exceed_context_size_error"}}, ContextWindowExceeded),  # llama.cpp
+        ({"error": {"code": "invalid_value", "message": "context_length_exceeded"}}, BadRequestError),
+        ("context_length_exceeded", BadRequestError),
+        (None, BadRequestError),
+    ],
+)
+def test_a_400_is_a_context_window_error_only_by_its_code(body: object, kind: type) -> None:
+    assert type(error_for_status("x", 400, "boom", body=body)) is kind
 
 
 @pytest.mark.parametrize("status", [None, -1, 200])

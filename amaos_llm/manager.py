@@ -174,7 +174,7 @@ class LLMManager:
             messages = build(*args)
             check_sampling(temperature, max_tokens)
             result = await self._route(messages, temperature, max_tokens, force_model, start)
-        except Exception:
+        except Exception:  # counted, then raised as it is
             stats.failures += 1
             raise
         except BaseException:  # cut off by the caller (a cancel scope, Ctrl-C): not the models' fault

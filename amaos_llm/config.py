@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -23,6 +23,13 @@ PACKAGED_CONFIG = Path(__file__).parent / "data" / "model_priority.yaml"
 
 Source = Literal["local", "cloud"]
 Price = Decimal
+# The ranges of the resilience settings, shared by `defaults` and the per-model overrides.
+Seconds = Annotated[float, Field(ge=0)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(ge=0)]
+PositiveCount = Annotated[int, Field(ge=1)]
+Multiplier = Annotated[float, Field(ge=1)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class ModelSpec(BaseModel):
@@ -39,8 +46,15 @@ class ModelSpec(BaseModel):
     enabled: bool = True
     max_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
-    timeout: float | None = Field(default=None, gt=0)
-    max_retries: int | None = Field(default=None, ge=0)
+    timeout: PositiveSeconds | None = None
+    # Resilience overrides of `defaults` for this model (None: the default's value).
+    max_retries: Count | None = None
+    retry_backoff: Seconds | None = None
+    backoff_multiplier: Multiplier | None = None
+    max_retry_wait: Seconds | None = None
+    retry_jitter: Fraction | None = None
+    breaker_threshold: PositiveCount | None = None
+    breaker_reset: PositiveSeconds | None = None
     cost_per_1k_input: Price | None = Field(default=None, ge=0)
     cost_per_1k_output: Price | None = Field(default=None, ge=0)
     api_key_env: str | None = None
@@ -100,6 +114,7 @@ class RoutingConfig(BaseModel):
     local_only: bool = False
     enable_fallback: bool = True
     fallback_chain: list[str] | None = None  # explicit order; replaces the computed one
+    random_seed: int | None = None  # seeds the retry jitter (and later draws); `LLMManager(rng=)` in code
 
 
 class Defaults(BaseModel):
@@ -107,12 +122,15 @@ class Defaults(BaseModel):
 
     max_tokens: MaxTokens = 1024
     temperature: Temperature = 0.7
-    timeout: float = Field(default=30.0, gt=0)
-    max_retries: int = Field(default=1, ge=0)  # extra tries on the same model for retryable errors
-    retry_backoff: float = Field(default=0.5, ge=0)  # seconds, doubled each retry
-    max_retry_wait: float = Field(default=10.0, ge=0)  # a longer Retry-After falls back instead
-    breaker_threshold: int = Field(default=5, ge=1)  # consecutive failures that open a model's breaker
-    breaker_reset: float = Field(default=30.0, gt=0)  # seconds before a half-open probe
+    timeout: PositiveSeconds = 30.0  # per attempt
+    deadline: PositiveSeconds | None = None  # per call, every attempt and wait included
+    max_retries: Count = 1  # extra tries on the same model for transient errors
+    retry_backoff: Seconds = 0.5  # seconds before the first retry
+    backoff_multiplier: Multiplier = 2.0  # retry n waits min(retry_backoff * multiplier**(n-1), max_retry_wait)
+    max_retry_wait: Seconds = 10.0  # caps the backoff; a longer Retry-After falls back instead
+    retry_jitter: Fraction = 0.1  # each wait is shortened by a random share of up to this; 0: exact
+    breaker_threshold: PositiveCount = 5  # consecutive failures that open a model's breaker
+    breaker_reset: PositiveSeconds = 30.0  # seconds before a half-open probe
 
 
 class LLMConfig(BaseModel):

@@ -5,6 +5,7 @@
     ├── InvalidRequest              a call's own arguments are out of range (also a ValueError)
     ├── ModelNotFound               force_model / fallback chain names an unknown model
     ├── AllModelsFailed             every candidate failed or was skipped; carries the attempts
+    │   └── DeadlineExceeded        the call's deadline ran out first
     └── ProviderError               one provider call failed (mapped from the SDK's exception)
         ├── AuthenticationError     401/403, or a required API key is missing
         ├── RateLimitError          429; `retry_after` seconds when the server said
@@ -15,7 +16,9 @@
         ├── ServerError             5xx or an error event mid-stream
         └── ModelLoadError          a local model file is missing or unreadable
 
-`ProviderError.retryable` says whether the same model may succeed on a second try. An exception
+`ProviderError.retryable` says whether the same model may succeed on a second try (transient:
+429, 5xx, timeouts, a connection lost after the request went out); `breaker_failure` whether the
+failure says the model is unwell (a 400 or a 429 does not). An exception
 a provider's SDK raises that no mapping knows becomes a plain `ProviderError` whose `__cause__` is
 the original, so fallback still goes on.
 """
@@ -69,11 +72,17 @@ class AllModelsFailed(LLMError):
         super().__init__(f"{reason}:\n{detail}")
 
 
+class DeadlineExceeded(AllModelsFailed):
+    """The call's `deadline` ran out before a model answered; `attempts` as far as they got."""
+
+
 class ProviderError(LLMError):
     retryable = False
+    breaker_failure = True
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None) -> None:
         self.status_code = status_code
+        self.retry_after = retry_after  # seconds the server asked to wait (429/503/529), if it said
         super().__init__(message)
 
 
@@ -83,22 +92,27 @@ class AuthenticationError(ProviderError):
 
 class RateLimitError(ProviderError):
     retryable = True
+    breaker_failure = False  # a busy model is not a broken one; Retry-After says when to come back
 
     def __init__(self, message: str, *, status_code: int | None = 429, retry_after: float | None = None) -> None:
-        super().__init__(message, status_code=status_code)
-        self.retry_after = retry_after
+        super().__init__(message, status_code=status_code, retry_after=retry_after)
 
 
 class ProviderTimeout(ProviderError):
-    pass
+    retryable = True
 
 
 class ProviderConnectionError(ProviderError):
-    pass
+    """`connected`: the request had gone out when the connection broke (a reset, a cut reply), so
+    a second try may pass; a refused connection or a failed lookup will fail the same way again."""
+
+    def __init__(self, message: str, *, connected: bool = False) -> None:
+        super().__init__(message)
+        self.connected = self.retryable = connected
 
 
 class BadRequestError(ProviderError):
-    pass
+    breaker_failure = False  # the request's fault, not the model's
 
 
 class ContextWindowExceeded(BadRequestError):

@@ -8,8 +8,10 @@ of `successes`, `failures` (it raised an error) or `cancelled` (its caller cut i
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -19,7 +21,14 @@ import anyio
 from pydantic import ValidationError
 
 from amaos_llm.config import LLMConfig, ModelSpec
-from amaos_llm.errors import AllModelsFailed, ModelNotFound, ProviderError, ProviderTimeout
+from amaos_llm.errors import (
+    AllModelsFailed,
+    DeadlineExceeded,
+    InvalidRequest,
+    ModelNotFound,
+    ProviderError,
+    ProviderTimeout,
+)
 from amaos_llm.inputs import chat_messages, check_sampling, prompt_messages
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
@@ -41,6 +50,7 @@ class LLMManager:
     Build it from YAML (`LLMManager.from_yaml(path)`), from a config object, from a list of
     `ModelSpec`s, or with no arguments for `$AMAOS_LLM_CONFIG` / the packaged default.
     `local_only` and `enable_fallback`, when given, override the configuration's routing values.
+    `clock`, `sleep` and `rng` (default: seeded by `routing.random_seed`) drive every wait and draw.
     """
 
     def __init__(
@@ -52,6 +62,7 @@ class LLMManager:
         enable_fallback: bool | None = None,
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         if isinstance(config, (str, Path)):
             config = LLMConfig.from_yaml(config)
@@ -67,6 +78,7 @@ class LLMManager:
         self._prices = PriceBook()
         self._stats = Stats()
         self._clock, self._sleep = clock, sleep
+        self._rng = rng if rng is not None else random.Random(self._config.routing.random_seed)
         self._closed = False
 
     @classmethod
@@ -85,8 +97,12 @@ class LLMManager:
         temperature: float | None = None,
         max_tokens: int | None = None,
         force_model: str | None = None,
+        deadline: float | None = None,
     ) -> LLMResult:
-        return await self._serve(prompt_messages, (prompt, system_prompt), temperature, max_tokens, force_model)
+        """Answer `prompt`. `deadline` (seconds; default `defaults.deadline`) bounds the whole call."""
+        return await self._serve(
+            prompt_messages, (prompt, system_prompt), temperature, max_tokens, force_model, deadline
+        )
 
     async def chat(
         self,
@@ -95,8 +111,9 @@ class LLMManager:
         force_model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        deadline: float | None = None,
     ) -> LLMResult:
-        return await self._serve(chat_messages, (messages,), temperature, max_tokens, force_model)
+        return await self._serve(chat_messages, (messages,), temperature, max_tokens, force_model, deadline)
 
     def get_stats(self) -> dict[str, Any]:
         return self._stats.as_dict()
@@ -165,6 +182,7 @@ class LLMManager:
         temperature: float | None,
         max_tokens: int | None,
         force_model: str | None,
+        deadline: float | None,
     ) -> LLMResult:
         """Check the call's arguments (`build(*args)` makes its messages), route it, count it."""
         start = self._clock()
@@ -173,9 +191,17 @@ class LLMManager:
         try:
             messages = build(*args)
             check_sampling(temperature, max_tokens)
-            result = await self._route(messages, temperature, max_tokens, force_model, start)
-        except Exception:  # counted, then raised as it is
+            if deadline is None:
+                deadline = self._config.defaults.deadline
+            elif type(deadline) not in (int, float) or not deadline > 0:
+                raise InvalidRequest(f"deadline: must be a number of seconds > 0, got {deadline!r}")
+            until = None if deadline is None else start + deadline
+            call = _Call(messages, temperature, max_tokens, until, [])
+            result = await self._route(call, force_model, start)
+        except Exception as exc:  # counted, then raised as it is
             stats.failures += 1
+            if isinstance(exc, DeadlineExceeded):
+                stats.deadline_exceeded += 1
             raise
         except BaseException:  # cut off by the caller (a cancel scope, Ctrl-C): not the models' fault
             stats.cancelled += 1
@@ -183,17 +209,14 @@ class LLMManager:
         stats.successes += 1
         return result
 
-    async def _route(
-        self, messages: list[Message], temperature: float | None, max_tokens: int | None, force_model: str | None,
-        start: float,
-    ) -> LLMResult:
+    async def _route(self, call: _Call, force_model: str | None, start: float) -> LLMResult:
         stats, routing = self._stats, self._config.routing
         forced = None
         if force_model is not None:
             forced = self._models.get(force_model)
             if forced is None:
                 raise ModelNotFound(force_model, list(self._models))
-        prompt_tokens = _estimate_tokens(messages)
+        prompt_tokens, max_tokens = _estimate_tokens(call.messages), call.max_tokens
         candidates = select_candidates(
             list(self._models.values()),
             routing,
@@ -202,7 +225,7 @@ class LLMManager:
             breaker_open=lambda s: s.name in self._breakers and self._breakers[s.name].is_open(),
             force_model=forced,
         )
-        attempts: list[Attempt] = []
+        attempts = call.attempts
         sent = False
         for candidate in candidates:
             spec = candidate.spec
@@ -216,26 +239,20 @@ class LLMManager:
                     break
                 stats.fallbacks += 1
             sent = True
-            reply = await self._try(spec, messages, temperature, max_tokens, attempts)
+            reply = await self._try(spec, call)
             if reply is not None:
                 return self._settle(spec, reply, attempts, start)
         raise AllModelsFailed(attempts, "all models failed" if sent else "no eligible model")
 
-    async def _try(
-        self,
-        spec: ModelSpec,
-        messages: list[Message],
-        temperature: float | None,
-        max_tokens: int | None,
-        attempts: list[Attempt],
-    ) -> ProviderReply | None:
+    async def _try(self, spec: ModelSpec, call: _Call) -> ProviderReply | None:
         """Send to one model, retrying what is worth retrying; None when it finally failed."""
         defaults, stats, clock = self._config.defaults, self._stats, self._clock
+        attempts, until = call.attempts, call.until
         request = ProviderRequest(
-            messages=messages,
+            messages=call.messages,
             model=spec.model,
-            temperature=_first(temperature, spec.temperature, defaults.temperature),
-            max_tokens=self._max_tokens(spec, max_tokens),
+            temperature=_first(call.temperature, spec.temperature, defaults.temperature),
+            max_tokens=self._max_tokens(spec, call.max_tokens),
             seed=spec.seed,
             options=spec.options,
         )
@@ -244,16 +261,21 @@ class LLMManager:
         breaker = self._breaker(spec)
         retry = 0
         while True:
+            limit = timeout
+            if until is not None:
+                limit = min(timeout, until - clock())
+                if limit <= 0:
+                    raise DeadlineExceeded(attempts, "deadline exceeded")
             t0 = clock()
             try:
                 provider = self._provider(spec)
                 breaker.before_call()
-                reply = await _send(provider, request, timeout)
+                reply = await _send(provider, request, limit)
             except ProviderError as exc:
                 error = exc
             except BaseException as exc:
                 if not isinstance(exc, Exception):  # the attempt was cut off by the caller
-                    breaker.record_cancelled()
+                    breaker.record_inconclusive()
                     attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome="cancelled",
                                             latency=clock() - t0))
                     stats.record_attempt(spec.name, "cancelled", 0.0)
@@ -266,18 +288,27 @@ class LLMManager:
                 stats.record_attempt(spec.name, "success", latency)
                 return reply
             latency = clock() - t0
-            breaker.record_failure()
-            outcome = "timeout" if isinstance(error, ProviderTimeout) else "error"
+            timed_out = isinstance(error, ProviderTimeout)
+            if timed_out and limit < timeout:  # the call's deadline cut this attempt, not the model's slowness
+                breaker.record_inconclusive()
+                attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome="timeout",
+                                        error="deadline", latency=latency))
+                stats.record_attempt(spec.name, "timeout", latency)
+                raise DeadlineExceeded(attempts, "deadline exceeded")
+            if error.breaker_failure:
+                breaker.record_failure()
+            else:
+                breaker.record_inconclusive()
+            outcome = "timeout" if timed_out else "error"
             attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome=outcome,
                                     error=f"{type(error).__name__}: {error}", latency=latency))
             stats.record_attempt(spec.name, outcome, latency)
             retry += 1
             if policy is None:
-                policy = RetryPolicy(_first(spec.max_retries, defaults.max_retries), defaults.retry_backoff,
-                                     defaults.max_retry_wait)
-            delay = policy.delay(error, retry)
-            if delay is None:
-                return None
+                policy = self._retry_policy(spec)
+            delay = policy.delay(error, retry, self._rng)
+            if delay is None or (until is not None and clock() + delay >= until):
+                return None  # no retry, or none that could finish in time: the next model
             stats.retries += 1
             await self._sleep(delay)
 
@@ -312,8 +343,18 @@ class LLMManager:
         breaker = self._breakers.get(spec.name)
         if breaker is None:
             d = self._config.defaults
-            breaker = self._breakers[spec.name] = CircuitBreaker(d.breaker_threshold, d.breaker_reset)
+            breaker = self._breakers[spec.name] = CircuitBreaker(
+                _first(spec.breaker_threshold, d.breaker_threshold), _first(spec.breaker_reset, d.breaker_reset)
+            )
         return breaker
+
+    def _retry_policy(self, spec: ModelSpec) -> RetryPolicy:
+        d = self._config.defaults
+        return RetryPolicy(
+            _first(spec.max_retries, d.max_retries), _first(spec.retry_backoff, d.retry_backoff),
+            _first(spec.backoff_multiplier, d.backoff_multiplier), _first(spec.max_retry_wait, d.max_retry_wait),
+            _first(spec.retry_jitter, d.retry_jitter),
+        )
 
     def _max_tokens(self, spec: ModelSpec, requested: int | None) -> int:
         return _first(requested, spec.max_tokens, self._config.defaults.max_tokens)
@@ -324,6 +365,17 @@ class LLMManager:
             self._retired.append(old)
         self._prices.forget(name)
         self._breakers.pop(name, None)
+
+
+@dataclass(slots=True)
+class _Call:
+    """One call as the attempt loop sees it."""
+
+    messages: list[Message]
+    temperature: float | None
+    max_tokens: int | None
+    until: float | None  # the clock reading at which the call's deadline runs out
+    attempts: list[Attempt]  # every model tried or passed over, in order
 
 
 async def _send(provider: Provider, request: ProviderRequest, timeout: float) -> ProviderReply:

@@ -50,6 +50,7 @@ class Stats:
     successes: int = 0  # calls that returned a result
     failures: int = 0  # calls that raised an error
     cancelled: int = 0  # calls cut off by their caller
+    deadline_exceeded: int = 0  # failed calls whose deadline ran out
     timeouts: int = 0  # attempts that timed out
     fallbacks: int = 0  # moves from one model to the next
     retries: int = 0  # extra attempts on the same model
@@ -98,6 +99,7 @@ class Stats:
             "successes": self.successes,
             "failures": self.failures,
             "cancelled": self.cancelled,
+            "deadline_exceeded": self.deadline_exceeded,
             "timeouts": self.timeouts,
             "fallbacks": self.fallbacks,
             "retries": self.retries,

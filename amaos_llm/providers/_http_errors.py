@@ -47,7 +47,8 @@ def error_for_status(
     if status in (408, 504):
         return ProviderTimeout(text, status_code=status)
     if status >= 500:
-        return ServerError(text, status_code=status)
+        # 503/529 ("overloaded") may say when to come back, like a 429
+        return ServerError(text, status_code=status, retry_after=retry_after if status in (503, 529) else None)
     if status == 400 and _is_context_overflow(body):
         return ContextWindowExceeded(text, status_code=status)
     return BadRequestError(text, status_code=status)

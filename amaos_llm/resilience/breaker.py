@@ -45,8 +45,9 @@ class CircuitBreaker:
     def record_success(self) -> None:
         self._failures, self._opened_at, self._probing = 0, None, False
 
-    def record_cancelled(self) -> None:
-        """A call cut off by its caller says nothing of the model: free the probe slot, count nothing."""
+    def record_inconclusive(self) -> None:
+        """A call that says nothing of the model's health (cut off by its caller or a deadline, a
+        400, a 429): free the probe slot, count nothing."""
         self._probing = False
 
     def record_failure(self) -> None:

@@ -116,7 +116,7 @@ async def test_timeout_is_enforced_and_falls_back_quickly() -> None:
         return "too late"
 
     m = manager()
-    m.register_model("slow", slow, priority=10, timeout=0.3)
+    m.register_model("slow", slow, priority=10, timeout=0.3, max_retries=0)
     m.register_model("fast", answer("fast"), priority=5)
     t0 = time.perf_counter()
     result = await m.complete("hi")
@@ -126,6 +126,21 @@ async def test_timeout_is_enforced_and_falls_back_quickly() -> None:
     assert [(a.model_name, a.outcome) for a in result.attempts] == [("slow", "timeout"), ("fast", "success")]
     stats = m.get_stats()
     assert (stats["timeouts"], stats["by_model"]["slow"]["timeouts"]) == (1, 1)
+
+
+async def test_a_timeout_is_transient_retried_on_the_same_model_then_falls_back() -> None:
+    async def slow(messages: list[Message], **params: Any) -> str:
+        await anyio.sleep(5)
+        return "too late"
+
+    m = manager()
+    m.register_model("slow", slow, priority=10, timeout=0.05)
+    m.register_model("fast", answer("fast"), priority=5)
+    result = await m.complete("hi")
+    assert [(a.model_name, a.outcome) for a in result.attempts] == [
+        ("slow", "timeout"), ("slow", "timeout"), ("fast", "success")]
+    stats = m.get_stats()
+    assert (stats["retries"], stats["fallbacks"], stats["by_model"]["slow"]["timeouts"]) == (1, 1, 2)
 
 
 async def test_all_failing_raises_with_every_attempt_and_never_invents_text() -> None:

@@ -61,7 +61,7 @@ async def test_slow_server_times_out_and_the_next_model_answers_quickly(
     openai_fake.delay = 5.0
     models = [
         ModelSpec(name="slow", provider="openai", model="test-model", base_url=openai_fake.url, api_key=KEY,
-                  priority=2, timeout=0.3),
+                  priority=2, timeout=0.3, max_retries=0),
         ModelSpec(name="backup", provider="anthropic", model="test-model", base_url=anthropic_fake.url,
                   api_key=KEY, priority=1),
     ]

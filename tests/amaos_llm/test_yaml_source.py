@@ -88,19 +88,19 @@ def test_an_error_through_a_merge_key_points_at_the_merge_in_the_entry(tmp_path:
     path = write(tmp_path, """
         defaults: &defaults
           timeout: 5
-          retry_backoff: 1
+          deadline: 1
         models:
           - name: m
             provider: callable
             <<: *defaults
         """)
     err = error_of(path)
-    assert (err.line, err.field) == (7, "models[0].retry_backoff")
+    assert (err.line, err.field) == (7, "models[0].deadline")
 
 
 def test_an_error_through_a_list_of_merges_points_at_the_alias_that_brought_it(tmp_path: Path) -> None:
     path = write(tmp_path, """
-        defaults: &defaults {timeout: 5, retry_backoff: 1}
+        defaults: &defaults {timeout: 5, deadline: 1}
         models:
           - &a {name: a, provider: callable}
           - name: b
@@ -109,7 +109,7 @@ def test_an_error_through_a_list_of_merges_points_at_the_alias_that_brought_it(t
               - *defaults
         """)
     err = error_of(path)
-    assert (err.line, err.field) == (7, "models[1].retry_backoff")
+    assert (err.line, err.field) == (7, "models[1].deadline")
 
 
 def test_a_merged_entry_repeating_a_name_points_at_the_merge(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ Exceptions (all `LLMError`)::
     ├── InvalidRequest              a call's arguments out of range (before anything is sent)
     ├── ModelNotFound               unknown model name; lists the known ones
     ├── AllModelsFailed             every candidate failed or was skipped; `.attempts`
+    │   └── DeadlineExceeded        the call's deadline ran out first
     └── ProviderError               one provider call failed
         ├── AuthenticationError     ├── RateLimitError (.retry_after)   ├── ProviderTimeout
         ├── ProviderConnectionError ├── BadRequestError                 ├── ServerError
@@ -29,6 +30,7 @@ from amaos_llm.errors import (
     BadRequestError,
     ConfigError,
     ContextWindowExceeded,
+    DeadlineExceeded,
     InvalidRequest,
     LLMError,
     ModelLoadError,
@@ -49,6 +51,7 @@ __all__ = [
     "BadRequestError",
     "ConfigError",
     "ContextWindowExceeded",
+    "DeadlineExceeded",
     "Defaults",
     "InvalidRequest",
     "LLMConfig",

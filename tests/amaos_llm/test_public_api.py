@@ -13,8 +13,8 @@ import amaos_llm.providers
 def test_amaos_llm_exports_exactly_the_documented_names() -> None:
     assert sorted(amaos_llm.__all__) == [
         "AllModelsFailed", "Attempt", "AuthenticationError", "BadRequestError", "ConfigError",
-        "ContextWindowExceeded", "Defaults", "InvalidRequest", "LLMConfig", "LLMError", "LLMManager",
-        "LLMResult", "Message", "ModelLoadError", "ModelNotFound",
+        "ContextWindowExceeded", "DeadlineExceeded", "Defaults", "InvalidRequest", "LLMConfig", "LLMError",
+        "LLMManager", "LLMResult", "Message", "ModelLoadError", "ModelNotFound",
         "ModelSpec", "ProviderConnectionError", "ProviderError", "ProviderTimeout", "RateLimitError",
         "RoutingConfig", "ServerError", "Usage", "get_llm_manager", "set_llm_manager",
     ]

@@ -16,6 +16,7 @@ from amaos_llm import (
     AllModelsFailed,
     BadRequestError,
     ConfigError,
+    DeadlineExceeded,
     InvalidRequest,
     LLMConfig,
     LLMManager,
@@ -23,7 +24,6 @@ from amaos_llm import (
     RateLimitError,
     ServerError,
 )
-from amaos_llm.errors import DeadlineExceeded
 
 pytestmark = pytest.mark.anyio
 

@@ -37,7 +37,7 @@ from amaos_llm.providers.registry import provider_class
 from amaos_llm.resilience import CircuitBreaker, RetryPolicy
 from amaos_llm.selection import select_candidates
 from amaos_llm.stats import Stats
-from amaos_llm.types import Attempt, LLMResult, Message, Usage
+from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.yaml_source import config_error
 
 MessageLike = Message | Mapping[str, Any]
@@ -225,14 +225,11 @@ class LLMManager:
             breaker_open=lambda s: s.name in self._breakers and self._breakers[s.name].is_open(),
             force_model=forced,
         )
-        attempts = call.attempts
         sent = False
         for candidate in candidates:
             spec = candidate.spec
             if candidate.skip_reason is not None:
-                attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome="skipped",
-                                        error=candidate.skip_reason))
-                stats.record_attempt(spec.name, "skipped", 0.0)
+                self._record(call, spec, "skipped", 0.0, candidate.skip_reason)
                 continue
             if sent:
                 if not routing.enable_fallback:
@@ -241,13 +238,12 @@ class LLMManager:
             sent = True
             reply = await self._try(spec, call)
             if reply is not None:
-                return self._settle(spec, reply, attempts, start)
-        raise AllModelsFailed(attempts, "all models failed" if sent else "no eligible model")
+                return self._settle(spec, reply, call.attempts, start)
+        raise AllModelsFailed(call.attempts, "all models failed" if sent else "no eligible model")
 
     async def _try(self, spec: ModelSpec, call: _Call) -> ProviderReply | None:
         """Send to one model, retrying what is worth retrying; None when it finally failed."""
-        defaults, stats, clock = self._config.defaults, self._stats, self._clock
-        attempts, until = call.attempts, call.until
+        defaults, clock, until = self._config.defaults, self._clock, call.until
         request = ProviderRequest(
             messages=call.messages,
             model=spec.model,
@@ -265,7 +261,7 @@ class LLMManager:
             if until is not None:
                 limit = min(timeout, until - clock())
                 if limit <= 0:
-                    raise DeadlineExceeded(attempts, "deadline exceeded")
+                    raise DeadlineExceeded(call.attempts, "deadline exceeded")
             t0 = clock()
             try:
                 provider = self._provider(spec)
@@ -276,41 +272,36 @@ class LLMManager:
             except BaseException as exc:
                 if not isinstance(exc, Exception):  # the attempt was cut off by the caller
                     breaker.record_inconclusive()
-                    attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome="cancelled",
-                                            latency=clock() - t0))
-                    stats.record_attempt(spec.name, "cancelled", 0.0)
+                    self._record(call, spec, "cancelled", clock() - t0)
                 raise
             else:
-                latency = clock() - t0
                 breaker.record_success()
-                attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome="success",
-                                        latency=latency))
-                stats.record_attempt(spec.name, "success", latency)
+                self._record(call, spec, "success", clock() - t0)
                 return reply
             latency = clock() - t0
             timed_out = isinstance(error, ProviderTimeout)
             if timed_out and limit < timeout:  # the call's deadline cut this attempt, not the model's slowness
                 breaker.record_inconclusive()
-                attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome="timeout",
-                                        error="deadline", latency=latency))
-                stats.record_attempt(spec.name, "timeout", latency)
-                raise DeadlineExceeded(attempts, "deadline exceeded")
+                self._record(call, spec, "timeout", latency, "deadline")
+                raise DeadlineExceeded(call.attempts, "deadline exceeded")
             if error.breaker_failure:
                 breaker.record_failure()
             else:
                 breaker.record_inconclusive()
-            outcome = "timeout" if timed_out else "error"
-            attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome=outcome,
-                                    error=f"{type(error).__name__}: {error}", latency=latency))
-            stats.record_attempt(spec.name, outcome, latency)
+            self._record(call, spec, "timeout" if timed_out else "error", latency, f"{type(error).__name__}: {error}")
             retry += 1
             if policy is None:
                 policy = self._retry_policy(spec)
             delay = policy.delay(error, retry, self._rng)
             if delay is None or (until is not None and clock() + delay >= until):
                 return None  # no retry, or none that could finish in time: the next model
-            stats.retries += 1
+            self._stats.retries += 1
             await self._sleep(delay)
+
+    def _record(self, call: _Call, spec: ModelSpec, outcome: Outcome, latency: float, error: str | None = None) -> None:
+        call.attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome=outcome, error=error,
+                                     latency=latency))
+        self._stats.record_attempt(spec.name, outcome, latency)
 
     def _settle(self, spec: ModelSpec, reply: ProviderReply, attempts: list[Attempt], start: float) -> LLMResult:
         price = self._prices.price(spec)

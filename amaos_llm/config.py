@@ -106,6 +106,12 @@ class ModelSpec(BaseModel):
         return SecretStr(value) if value else None
 
 
+def first_set(*values: Any) -> Any:
+    """The first value that is not None, for settings a call, a model and `defaults` may each give:
+    0 and 0.0 are real settings (temperature 0.0 stays 0.0)."""
+    return next((v for v in values if v is not None), None)
+
+
 class RoutingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
-from amaos_llm.config import LLMConfig, ModelSpec
+from amaos_llm.config import LLMConfig, ModelSpec, first_set
 from amaos_llm.errors import (
     AllModelsFailed,
     DeadlineExceeded,
@@ -34,7 +34,8 @@ from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 from amaos_llm.providers.callable import CallableProvider, ModelFunction
 from amaos_llm.providers.registry import provider_class
-from amaos_llm.resilience import CircuitBreaker, RetryPolicy
+from amaos_llm.resilience import RetryPolicy
+from amaos_llm.resilience.guards import ModelGuards
 from amaos_llm.selection import select_candidates
 from amaos_llm.stats import Stats
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
@@ -74,10 +75,10 @@ class LLMManager:
         self._models: dict[str, ModelSpec] = {m.name: m for m in self._config.models}
         self._providers: dict[str, Provider] = {}
         self._retired: list[Provider] = []
-        self._breakers: dict[str, CircuitBreaker] = {}
         self._prices = PriceBook()
         self._stats = Stats()
         self._clock, self._sleep = clock, sleep
+        self._guards = ModelGuards(self._config.defaults, clock)
         self._rng = rng if rng is not None else random.Random(self._config.routing.random_seed)
         self._closed = False
 
@@ -217,29 +218,37 @@ class LLMManager:
             if forced is None:
                 raise ModelNotFound(force_model, list(self._models))
         prompt_tokens, max_tokens = _estimate_tokens(call.messages), call.max_tokens
-        candidates = select_candidates(
-            list(self._models.values()),
-            routing,
-            estimate=lambda s: self._prices.estimate(s, prompt_tokens, self._max_tokens(s, max_tokens)),
-            has_key=_has_key,
-            breaker_open=lambda s: s.name in self._breakers and self._breakers[s.name].is_open(),
-            force_model=forced,
-        )
-        sent = False
-        for candidate in candidates:
-            spec = candidate.spec
-            if candidate.skip_reason is not None:
-                self._record(call, spec, "skipped", 0.0, candidate.skip_reason)
-                continue
-            if sent:
-                if not routing.enable_fallback:
-                    break
-                stats.fallbacks += 1
-            sent = True
-            reply = await self._try(spec, call)
-            if reply is not None:
-                return self._settle(spec, reply, call.attempts, start)
-        raise AllModelsFailed(call.attempts, "all models failed" if sent else "no eligible model")
+        waited = 0.0
+        while True:
+            candidates = select_candidates(
+                list(self._models.values()),
+                routing,
+                estimate=lambda s: self._prices.estimate(s, prompt_tokens, self._max_tokens(s, max_tokens)),
+                has_key=_has_key,
+                unavailable=self._guards.unavailable,
+                force_model=forced,
+            )
+            sent = False
+            for candidate in candidates:
+                spec = candidate.spec
+                if candidate.skip_reason is not None:
+                    self._record(call, spec, "skipped", 0.0, candidate.skip_reason)
+                    continue
+                if sent:
+                    if not routing.enable_fallback:
+                        break
+                    stats.fallbacks += 1
+                sent = True
+                reply = await self._try(spec, call)
+                if reply is not None:
+                    return self._settle(spec, reply, call.attempts, start)
+            pause = None if sent else self._guards.pause(candidates, waited, call.until)
+            if pause is None:
+                raise AllModelsFailed(call.attempts, "all models failed" if sent else "no eligible model")
+            # Every model was passed over, but one comes back soon (an open breaker, a Retry-After):
+            # waiting for it beats failing the call.
+            await self._sleep(pause)
+            waited += pause
 
     async def _try(self, spec: ModelSpec, call: _Call) -> ProviderReply | None:
         """Send to one model, retrying what is worth retrying; None when it finally failed."""
@@ -247,14 +256,14 @@ class LLMManager:
         request = ProviderRequest(
             messages=call.messages,
             model=spec.model,
-            temperature=_first(call.temperature, spec.temperature, defaults.temperature),
+            temperature=first_set(call.temperature, spec.temperature, defaults.temperature),
             max_tokens=self._max_tokens(spec, call.max_tokens),
             seed=spec.seed,
             options=spec.options,
         )
         timeout = spec.timeout or defaults.timeout
         policy: RetryPolicy | None = None  # built on the first failure: the happy path needs none
-        breaker = self._breaker(spec)
+        breaker = self._guards.breaker(spec)
         retry = 0
         while True:
             limit = timeout
@@ -291,10 +300,12 @@ class LLMManager:
             self._record(call, spec, "timeout" if timed_out else "error", latency, f"{type(error).__name__}: {error}")
             retry += 1
             if policy is None:
-                policy = self._retry_policy(spec)
+                policy = self._guards.retry_policy(spec)
             delay = policy.delay(error, retry, self._rng)
-            if delay is None or (until is not None and clock() + delay >= until):
-                return None  # no retry, or none that could finish in time: the next model
+            if error.retry_after is not None:
+                self._guards.window(spec).open(error.retry_after)  # other calls keep away meanwhile
+            if delay is None or (until is not None and clock() + delay >= until) or breaker.is_open():
+                return None  # no retry, none that could finish in time, or the model now counts as down
             self._stats.retries += 1
             await self._sleep(delay)
 
@@ -330,32 +341,15 @@ class LLMManager:
             self._providers[spec.name] = provider
         return provider
 
-    def _breaker(self, spec: ModelSpec) -> CircuitBreaker:
-        breaker = self._breakers.get(spec.name)
-        if breaker is None:
-            d = self._config.defaults
-            breaker = self._breakers[spec.name] = CircuitBreaker(
-                _first(spec.breaker_threshold, d.breaker_threshold), _first(spec.breaker_reset, d.breaker_reset)
-            )
-        return breaker
-
-    def _retry_policy(self, spec: ModelSpec) -> RetryPolicy:
-        d = self._config.defaults
-        return RetryPolicy(
-            _first(spec.max_retries, d.max_retries), _first(spec.retry_backoff, d.retry_backoff),
-            _first(spec.backoff_multiplier, d.backoff_multiplier), _first(spec.max_retry_wait, d.max_retry_wait),
-            _first(spec.retry_jitter, d.retry_jitter),
-        )
-
     def _max_tokens(self, spec: ModelSpec, requested: int | None) -> int:
-        return _first(requested, spec.max_tokens, self._config.defaults.max_tokens)
+        return first_set(requested, spec.max_tokens, self._config.defaults.max_tokens)
 
     def _retire(self, name: str) -> None:
         old = self._providers.pop(name, None)
         if old is not None:
             self._retired.append(old)
         self._prices.forget(name)
-        self._breakers.pop(name, None)
+        self._guards.forget(name)
 
 
 @dataclass(slots=True)
@@ -399,10 +393,6 @@ def _validated(models: Sequence[ModelSpec], base: LLMConfig | None = None) -> LL
 def _has_key(spec: ModelSpec) -> bool:
     return spec.api_key is not None or bool(spec.api_key_env and os.environ.get(spec.api_key_env))
 
-
-def _first(a: Any, b: Any, c: Any = None) -> Any:
-    """The first value that is not None: 0 and 0.0 are real settings (temperature 0.0 stays 0.0)."""
-    return a if a is not None else b if b is not None else c
 
 
 def _estimate_tokens(messages: Sequence[Message]) -> int:

@@ -3,7 +3,8 @@
 Rules (the README documents the same):
 1. `force_model` → only that model (its breaker and key still apply).
 2. Disabled models are left out. With `local_only`, cloud models are skipped; a cloud model whose
-   key is missing is skipped; a model whose circuit breaker is open is skipped.
+   key is missing is skipped; a model the caller reports unavailable (an open circuit breaker, a
+   Retry-After window) is skipped, with the seconds until it clears by itself.
 3. An explicit `fallback_chain` gives the order. Otherwise the local tier comes first when
    `prefer_local`, then the cloud tier. Inside a tier: `strategy: priority` orders by priority
    (high first), then estimated cost (low first), then file order; `strategy: cost` orders by
@@ -21,10 +22,16 @@ from amaos_llm.config import ModelSpec, RoutingConfig
 _UNKNOWN = Decimal("Infinity")
 
 
+# Why a model cannot take a call right now, and the seconds until that clears by itself (None:
+# not by the clock alone, e.g. a breaker probe still out).
+Unavailable = tuple[str, float | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     spec: ModelSpec
     skip_reason: str | None = None  # set when the model is passed over
+    clears_in: float | None = None  # for a skip that lifts by itself: seconds until it does
 
 
 def select_candidates(
@@ -33,19 +40,19 @@ def select_candidates(
     *,
     estimate: Callable[[ModelSpec], Decimal | None],
     has_key: Callable[[ModelSpec], bool],
-    breaker_open: Callable[[ModelSpec], bool] = lambda spec: False,
+    unavailable: Callable[[ModelSpec], Unavailable | None] = lambda spec: None,
     force_model: ModelSpec | None = None,
 ) -> list[Candidate]:
     """Every model in the order it would be tried, skipped ones marked with their reason."""
     if force_model is not None:
-        return [_judge(force_model, routing, has_key, breaker_open)]
+        return [_judge(force_model, routing, has_key, unavailable)]
     enabled = [m for m in models if m.enabled]
     if routing.fallback_chain:
         by_name = {m.name: m for m in enabled}
         ordered = [by_name[n] for n in routing.fallback_chain if n in by_name]
     else:
         ordered = _order(enabled, routing, estimate)
-    return [_judge(m, routing, has_key, breaker_open) for m in ordered]
+    return [_judge(m, routing, has_key, unavailable) for m in ordered]
 
 
 def _order(
@@ -74,7 +81,7 @@ def _judge(
     spec: ModelSpec,
     routing: RoutingConfig,
     has_key: Callable[[ModelSpec], bool],
-    breaker_open: Callable[[ModelSpec], bool],
+    unavailable: Callable[[ModelSpec], Unavailable | None],
 ) -> Candidate:
     if not spec.enabled:
         return Candidate(spec, "disabled in the configuration")
@@ -82,6 +89,7 @@ def _judge(
         return Candidate(spec, "cloud model excluded by local_only")
     if spec.key_required and not has_key(spec):
         return Candidate(spec, f"API key missing: set the environment variable {spec.api_key_env}")
-    if breaker_open(spec):
-        return Candidate(spec, "circuit breaker open after repeated failures")
+    blocked = unavailable(spec)
+    if blocked is not None:
+        return Candidate(spec, *blocked)
     return Candidate(spec)

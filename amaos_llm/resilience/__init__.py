@@ -2,5 +2,6 @@
 
 from amaos_llm.resilience.breaker import CircuitBreaker
 from amaos_llm.resilience.retry import RetryPolicy
+from amaos_llm.resilience.window import RetryAfterWindow
 
-__all__ = ["CircuitBreaker", "RetryPolicy"]
+__all__ = ["CircuitBreaker", "RetryAfterWindow", "RetryPolicy"]

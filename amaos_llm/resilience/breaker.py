@@ -37,6 +37,15 @@ class CircuitBreaker:
             return False
         return self._probing or self._clock() - self._opened_at < self.reset_after
 
+    def reopens_in(self) -> float | None:
+        """Seconds until a call may go through (0: now); None while a probe is out, since its
+        outcome, not the clock, decides."""
+        if self._opened_at is None:
+            return 0.0
+        if self._probing:
+            return None
+        return max(0.0, self.reset_after - (self._clock() - self._opened_at))
+
     def before_call(self) -> None:
         """Mark the single half-open probe as taken, so concurrent callers don't pile on."""
         if self._opened_at is not None:

@@ -206,11 +206,12 @@ async def test_a_cancelled_half_open_probe_frees_the_probe_slot() -> None:
 
     m = manager(breaker_threshold=1, breaker_reset=0.01)
     m.register_model("a", slow)
-    m._breaker(m.list_models()[0]).record_failure()  # opened
+    breaker = m._guards.breaker(m.list_models()[0])
+    breaker.record_failure()  # opened
     await anyio.sleep(0.02)  # half-open: the next call is the probe
     with anyio.move_on_after(0.05):
         await m.complete("hi")
-    assert m._breakers["a"].state == "half_open" and not m._breakers["a"].is_open()
+    assert breaker.state == "half_open" and not breaker.is_open()
 
 
 BEHAVIOURS = ("ok", "server_error", "bad_request", "unexpected", "timeout", "hang")

@@ -187,3 +187,102 @@ def test_resilience_settings_out_of_range_name_their_field(tmp_path: Path, line:
     with pytest.raises(ConfigError) as info:
         LLMConfig.from_yaml(path)
     assert (info.value.line, info.value.field) == (1, field)
+
+
+# -- Retry-After windows and the final wait --------------------------------------------------------
+
+
+class Clock:
+    """A fake clock whose sleep moves it forward: waits cost no real time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_a_window_is_extended_by_a_longer_ask_and_never_shortened() -> None:
+    from amaos_llm.resilience import RetryAfterWindow
+
+    clock = Clock()
+    window = RetryAfterWindow(clock)
+    window.open(10)
+    window.open(3)
+    assert window.remaining() == 10
+    clock.now += 4
+    window.open(20)
+    assert window.remaining() == 20
+
+
+async def test_a_retry_after_keeps_other_calls_away_until_it_passes() -> None:
+    clock = Clock()
+    m = manager({"max_retries": 0}, clock=clock, sleep=clock.sleep)
+    busy = scripted(RateLimitError("429", retry_after=30), "busy again")
+    m.register_model("busy", busy, priority=1)
+    m.register_model("backup", scripted("from backup"))
+    assert (await m.complete("hi")).content == "from backup"
+    clock.now += 5
+    second = await m.complete("hi")
+    assert (second.content, second.attempts[0].outcome, second.attempts[0].error) == (
+        "from backup", "skipped", "rate limited: the server asked to wait 25.0 s more")
+    clock.now += 25
+    assert (await m.complete("hi")).content == "busy again"
+    assert len(busy.runs) == 2
+
+
+async def test_when_every_model_is_down_the_call_waits_for_the_first_to_come_back() -> None:
+    clock = Clock()
+    m = manager({"max_retries": 0, "breaker_threshold": 1, "breaker_reset": 2, "max_retry_wait": 10},
+                clock=clock, sleep=clock.sleep)
+    m.register_model("only", scripted(ServerError("500"), "back again"))
+    with pytest.raises(AllModelsFailed):
+        await m.complete("hi")  # opens the breaker
+    clock.now += 0.5
+    result = await m.complete("hi")
+    assert result.content == "back again" and clock.slept == [1.5]
+    assert [a.outcome for a in result.attempts] == ["skipped", "success"]
+
+
+@pytest.mark.parametrize(("defaults", "deadline"), [({"max_retry_wait": 1}, None), ({}, 1.0)])
+async def test_the_final_wait_stays_within_max_retry_wait_and_the_deadline(
+    defaults: dict[str, Any], deadline: float | None
+) -> None:
+    clock = Clock()
+    m = manager({"max_retries": 0, "breaker_threshold": 1, "breaker_reset": 2, **defaults},
+                clock=clock, sleep=clock.sleep)
+    m.register_model("only", scripted(ServerError("500"), "back again"))
+    with pytest.raises(AllModelsFailed):
+        await m.complete("hi")
+    with pytest.raises(AllModelsFailed, match="no eligible model"):
+        await m.complete("hi", deadline=deadline)
+    assert clock.slept == []
+
+
+async def test_no_retry_goes_to_a_model_whose_breaker_opened_meanwhile() -> None:
+    waits = Waits()
+    m = manager({"max_retries": 3, "breaker_threshold": 1, "breaker_reset": 60}, sleep=waits)
+    fn = scripted(ServerError("500"))
+    m.register_model("a", fn)
+    with pytest.raises(AllModelsFailed):
+        await m.complete("hi")
+    assert (len(fn.runs), waits.asked) == (1, [])
+
+
+def test_a_breaker_says_when_it_lets_a_probe_through() -> None:
+    from amaos_llm.resilience import CircuitBreaker
+
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=1, reset_after=30, clock=clock)
+    assert breaker.reopens_in() == 0.0
+    breaker.record_failure()
+    clock.now += 10
+    assert breaker.reopens_in() == 20
+    clock.now += 20
+    breaker.before_call()  # the probe is out: its outcome decides, not the clock
+    assert breaker.reopens_in() is None

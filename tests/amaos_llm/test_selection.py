@@ -53,7 +53,8 @@ def test_local_only_marks_cloud_models_skipped() -> None:
 
 
 def test_open_breaker_marks_model_skipped() -> None:
-    got = order([spec("a", priority=1), spec("b")], breaker_open=lambda s: s.name == "a")
+    got = order([spec("a", priority=1), spec("b")],
+                unavailable=lambda s: ("circuit breaker open after repeated failures", 3.0) if s.name == "a" else None)
     assert got == [("a", "circuit breaker open after repeated failures"), ("b", None)]
 
 

@@ -22,6 +22,7 @@ CONFIG_ENV = "AMAOS_LLM_CONFIG"
 PACKAGED_CONFIG = Path(__file__).parent / "data" / "model_priority.yaml"
 
 Source = Literal["local", "cloud"]
+BalancingStrategy = Literal["round_robin", "weighted", "random", "least_latency", "least_busy"]
 Price = Decimal
 # The ranges of the resilience settings, shared by `defaults` and the per-model overrides.
 Seconds = Annotated[float, Field(ge=0)]
@@ -43,6 +44,7 @@ class ModelSpec(BaseModel):
     source: Source | None = None  # default: by provider (openai_compatible: loopback base_url → local)
     base_url: str | None = None
     priority: int = 0  # higher is preferred inside its tier
+    weight: float = Field(default=1.0, ge=0)  # its share under `weighted`/`random` load balancing; 0: fallback only
     enabled: bool = True
     max_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
@@ -120,6 +122,7 @@ class RoutingConfig(BaseModel):
     local_only: bool = False
     enable_fallback: bool = True
     fallback_chain: list[str] | None = None  # explicit order; replaces the computed one
+    load_balancing: BalancingStrategy | None = None  # how to spread calls over equally ranked models
     random_seed: int | None = None  # seeds the retry jitter (and later draws); `LLMManager(rng=)` in code
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
+from amaos_llm.balancing import Balancer, Load
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
 from amaos_llm.errors import (
     AllModelsFailed,
@@ -78,8 +79,11 @@ class LLMManager:
         self._prices = PriceBook()
         self._stats = Stats()
         self._clock, self._sleep = clock, sleep
-        self._guards = ModelGuards(self._config.defaults, clock)
         self._rng = rng if rng is not None else random.Random(self._config.routing.random_seed)
+        self._guards = ModelGuards(self._config.defaults, clock)
+        self._load = Load()
+        strategy = self._config.routing.load_balancing
+        self._balancer = None if strategy is None else Balancer(strategy, self._load, self._rng)
         self._closed = False
 
     @classmethod
@@ -131,8 +135,31 @@ class LLMManager:
         for name in names or ():
             if name not in self._models:
                 raise ModelNotFound(name, list(self._models))
-        routing = self._config.routing.model_copy(update={"fallback_chain": list(names) if names else None})
+        self._set_routing(fallback_chain=list(names) if names else None)
+
+    def _set_routing(self, **values: Any) -> None:
+        routing = self._config.routing.model_copy(update=values)
         self._config = self._config.model_copy(update={"routing": routing})
+
+    def enable_load_balancing(self, strategy: str) -> None:
+        """Spread calls over equally ranked models: round_robin, weighted, random, least_latency or
+        least_busy (see `amaos_llm.balancing`); a ValueError names the known ones."""
+        self._balancer = Balancer(strategy, self._load, self._rng)
+        self._set_routing(load_balancing=strategy)
+
+    def disable_load_balancing(self) -> None:
+        """Back to the computed order (ties by estimated cost, then file order)."""
+        self._balancer = None
+        self._set_routing(load_balancing=None)
+
+    def set_model_weight(self, name: str, weight: float) -> None:
+        """A model's share under `weighted` and `random` balancing; 0 makes it a fallback only."""
+        spec = self._models.get(name)
+        if spec is None:
+            raise ModelNotFound(name, list(self._models))
+        if type(weight) not in (int, float) or not weight >= 0:
+            raise ValueError(f"weight: must be a number >= 0, got {weight!r}")
+        self._models[name] = spec.model_copy(update={"weight": float(weight)})
 
     def register_model(
         self,
@@ -227,6 +254,7 @@ class LLMManager:
                 has_key=_has_key,
                 unavailable=self._guards.unavailable,
                 force_model=forced,
+                balance=None if self._balancer is None else self._balancer.order,
             )
             sent = False
             for candidate in candidates:
@@ -272,6 +300,8 @@ class LLMManager:
                 if limit <= 0:
                     raise DeadlineExceeded(call.attempts, "deadline exceeded")
             t0 = clock()
+            load = self._load
+            load.started(spec.name)
             try:
                 provider = self._provider(spec)
                 breaker.before_call()
@@ -284,9 +314,13 @@ class LLMManager:
                     self._record(call, spec, "cancelled", clock() - t0)
                 raise
             else:
+                latency = clock() - t0
                 breaker.record_success()
-                self._record(call, spec, "success", clock() - t0)
+                load.observe(spec.name, latency)
+                self._record(call, spec, "success", latency)
                 return reply
+            finally:
+                load.finished(spec.name)
             latency = clock() - t0
             timed_out = isinstance(error, ProviderTimeout)
             if timed_out and limit < timeout:  # the call's deadline cut this attempt, not the model's slowness

@@ -9,6 +9,9 @@ Rules (the README documents the same):
    `prefer_local`, then the cloud tier. Inside a tier: `strategy: priority` orders by priority
    (high first), then estimated cost (low first), then file order; `strategy: cost` orders by
    estimated cost, then priority, then file order. An unknown price sorts after every known one.
+4. With a `balance` function (load balancing), each run of models tied on tier and priority (tier
+   and estimated cost for `strategy: cost`) is handed to it to reorder; not with `fallback_chain`
+   or `force_model`, which name the order themselves.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import groupby
 
 from amaos_llm.config import ModelSpec, RoutingConfig
 
@@ -42,6 +46,7 @@ def select_candidates(
     has_key: Callable[[ModelSpec], bool],
     unavailable: Callable[[ModelSpec], Unavailable | None] = lambda spec: None,
     force_model: ModelSpec | None = None,
+    balance: Callable[[list[ModelSpec]], list[ModelSpec]] | None = None,
 ) -> list[Candidate]:
     """Every model in the order it would be tried, skipped ones marked with their reason."""
     if force_model is not None:
@@ -52,6 +57,8 @@ def select_candidates(
         ordered = [by_name[n] for n in routing.fallback_chain if n in by_name]
     else:
         ordered = _order(enabled, routing, estimate)
+        if balance is not None:
+            ordered = _balanced(ordered, routing, estimate, balance)
     return [_judge(m, routing, has_key, unavailable) for m in ordered]
 
 
@@ -75,6 +82,26 @@ def _order(
         return (tier(spec), -spec.priority, cost, index)
 
     return [spec for _, spec in sorted(enumerate(models), key=key)]
+
+
+def _balanced(
+    ordered: list[ModelSpec],
+    routing: RoutingConfig,
+    estimate: Callable[[ModelSpec], Decimal | None],
+    balance: Callable[[list[ModelSpec]], list[ModelSpec]],
+) -> list[ModelSpec]:
+    def tie(spec: ModelSpec) -> tuple[object, ...]:
+        tier = 0 if (spec.is_local or not routing.prefer_local) else 1
+        if routing.strategy == "cost":
+            cost = estimate(spec)
+            return (tier, _UNKNOWN if cost is None else cost)
+        return (tier, spec.priority)
+
+    out: list[ModelSpec] = []
+    for _, run in groupby(ordered, key=tie):
+        group = list(run)
+        out.extend(balance(group) if len(group) > 1 else group)
+    return out
 
 
 def _judge(

@@ -31,6 +31,7 @@ Count = Annotated[int, Field(ge=0)]
 PositiveCount = Annotated[int, Field(ge=1)]
 Multiplier = Annotated[float, Field(ge=1)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+Rate = Annotated[float, Field(gt=0, le=1)]
 
 
 class ModelSpec(BaseModel):
@@ -57,6 +58,8 @@ class ModelSpec(BaseModel):
     retry_jitter: Fraction | None = None
     breaker_threshold: PositiveCount | None = None
     breaker_reset: PositiveSeconds | None = None
+    breaker_failure_rate: Rate | None = None
+    breaker_min_calls: PositiveCount | None = None
     cost_per_1k_input: Price | None = Field(default=None, ge=0)
     cost_per_1k_output: Price | None = Field(default=None, ge=0)
     api_key_env: str | None = None
@@ -140,6 +143,8 @@ class Defaults(BaseModel):
     retry_jitter: Fraction = 0.1  # each wait is shortened by a random share of up to this; 0: exact
     breaker_threshold: PositiveCount = 5  # consecutive failures that open a model's breaker
     breaker_reset: PositiveSeconds = 30.0  # seconds before a half-open probe
+    breaker_failure_rate: Rate | None = None  # also open when this share of the last breaker_min_calls sends failed
+    breaker_min_calls: PositiveCount = 20
 
 
 class LLMConfig(BaseModel):

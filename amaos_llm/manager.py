@@ -38,12 +38,12 @@ from amaos_llm.providers.registry import provider_class
 from amaos_llm.resilience import RetryPolicy
 from amaos_llm.resilience.guards import ModelGuards
 from amaos_llm.selection import select_candidates
+from amaos_llm.sending import send
 from amaos_llm.stats import Stats
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.yaml_source import config_error
 
 MessageLike = Message | Mapping[str, Any]
-MAX_ERROR = 300  # characters of an unexpected exception's text kept in the attempt's error
 
 
 class LLMManager:
@@ -299,13 +299,16 @@ class LLMManager:
                 limit = min(timeout, until - clock())
                 if limit <= 0:
                     raise DeadlineExceeded(call.attempts, "deadline exceeded")
+            if breaker.is_open():  # opened, or its one probe taken, since this model was picked
+                self._record(call, spec, "skipped", 0.0, "circuit breaker open after repeated failures")
+                return None
             t0 = clock()
             load = self._load
             load.started(spec.name)
             try:
                 provider = self._provider(spec)
                 breaker.before_call()
-                reply = await _send(provider, request, limit)
+                reply = await send(provider, request, limit)
             except ProviderError as exc:
                 error = exc
             except BaseException as exc:
@@ -328,7 +331,8 @@ class LLMManager:
                 self._record(call, spec, "timeout", latency, "deadline")
                 raise DeadlineExceeded(call.attempts, "deadline exceeded")
             if error.breaker_failure:
-                breaker.record_failure()
+                if breaker.record_failure():
+                    self._stats.model(spec.name).breaker_opens += 1
             else:
                 breaker.record_inconclusive()
             self._record(call, spec, "timeout" if timed_out else "error", latency, f"{type(error).__name__}: {error}")
@@ -396,24 +400,6 @@ class _Call:
     until: float | None  # the clock reading at which the call's deadline runs out
     attempts: list[Attempt]  # every model tried or passed over, in order
 
-
-async def _send(provider: Provider, request: ProviderRequest, timeout: float) -> ProviderReply:
-    """The provider call, within `timeout`; whatever it raises comes out as a `ProviderError`."""
-    # A bare CancelScope: anyio.fail_after's generator-based wrapper costs more than the rest of
-    # the routing overhead put together.
-    reply = None
-    with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
-        try:
-            reply = await provider.complete(request)
-        except ProviderError:
-            raise
-        except TimeoutError:  # a provider's own socket/SDK timeout
-            raise ProviderTimeout(f"no reply within {timeout:g} s") from None
-        except Exception as exc:  # an SDK failure no mapping knows: this model failed; fallback goes on
-            raise ProviderError(provider.redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR]) from exc
-    if scope.cancelled_caught or reply is None:
-        raise ProviderTimeout(f"no reply within {timeout:g} s")
-    return reply
 
 
 def _validated(models: Sequence[ModelSpec], base: LLMConfig | None = None) -> LLMConfig:

@@ -23,6 +23,7 @@ class ModelStats:
     timeouts: int = 0
     cancelled: int = 0  # attempts cut off by the caller
     skipped: int = 0
+    breaker_opens: int = 0  # times a failure opened (or a failed probe re-opened) its breaker
     latency_sum: float = 0.0  # of the attempts that finished (cancelled ones say nothing of the model)
     input_tokens: int = 0
     output_tokens: int = 0
@@ -37,6 +38,7 @@ class ModelStats:
             "timeouts": self.timeouts,
             "cancelled": self.cancelled,
             "skipped": self.skipped,
+            "breaker_opens": self.breaker_opens,
             "avg_latency": self.latency_sum / finished if finished else 0.0,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,

@@ -1,13 +1,18 @@
 """A per-model circuit breaker: stop sending to a model that keeps failing, probe it later.
 
 closed ──(threshold consecutive failures)──▶ open ──(reset_after elapsed)──▶ half-open
-  ▲                                                                           │
+  ▲     (or, with failure_rate, that share of                                  │
+  │      the last min_calls sends failed)                                      │
   └────────────── probe succeeds ◀────────────────────────────────────────────┘ (probe fails → open)
+
+Only sends that say something of the model's health count; the caller decides which (see
+`ProviderError.breaker_failure`) and frees a probe slot with `record_inconclusive` otherwise.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
@@ -15,13 +20,24 @@ State = Literal["closed", "open", "half_open"]
 
 
 class CircuitBreaker:
-    __slots__ = ("threshold", "reset_after", "_clock", "_failures", "_opened_at", "_probing")
+    __slots__ = ("threshold", "reset_after", "failure_rate", "_clock", "_failures", "_opened_at", "_probing",
+                 "_recent")
 
-    def __init__(self, threshold: int = 5, reset_after: float = 30.0, clock: Callable[[], float] = time.monotonic):
-        self.threshold, self.reset_after, self._clock = threshold, reset_after, clock
+    def __init__(
+        self,
+        threshold: int = 5,
+        reset_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        failure_rate: float | None = None,
+        min_calls: int = 20,
+    ):
+        self.threshold, self.reset_after, self.failure_rate, self._clock = threshold, reset_after, failure_rate, clock
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        # The outcomes of the last `min_calls` sends (True: failed), kept only with a failure rate.
+        self._recent: deque[bool] | None = deque(maxlen=min_calls) if failure_rate is not None else None
 
     @property
     def state(self) -> State:
@@ -52,14 +68,33 @@ class CircuitBreaker:
             self._probing = True
 
     def record_success(self) -> None:
+        if self._opened_at is not None and self._recent is not None:
+            self._recent.clear()  # closed again: the failures before it opened are history
         self._failures, self._opened_at, self._probing = 0, None, False
+        if self._recent is not None:
+            self._recent.append(False)
 
     def record_inconclusive(self) -> None:
         """A call that says nothing of the model's health (cut off by its caller or a deadline, a
         400, a 429): free the probe slot, count nothing."""
         self._probing = False
 
-    def record_failure(self) -> None:
+    def record_failure(self) -> bool:
+        """Count a failed send; True when this failure opened (or re-opened) the breaker."""
         self._failures += 1
-        if self._probing or self._failures >= self.threshold:
-            self._opened_at, self._probing = self._clock(), False
+        if self._recent is not None:
+            self._recent.append(True)
+        if not self._probing:
+            if self._opened_at is not None:
+                return False  # already open: a send from before it opened, finishing late
+            if self._failures < self.threshold and not self._fails_too_often():
+                return False
+        self._opened_at, self._probing = self._clock(), False  # a failed probe re-opens for a full reset
+        return True
+
+    def _fails_too_often(self) -> bool:
+        """With a failure rate: that share of the last `min_calls` sends failed (never before that many)."""
+        recent, rate = self._recent, self.failure_rate
+        if recent is None or rate is None or len(recent) < (recent.maxlen or 0):
+            return False
+        return sum(recent) >= rate * len(recent)

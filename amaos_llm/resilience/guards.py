@@ -29,6 +29,8 @@ class ModelGuards:
                 first_set(spec.breaker_threshold, d.breaker_threshold),
                 first_set(spec.breaker_reset, d.breaker_reset),
                 clock=self._clock,
+                failure_rate=first_set(spec.breaker_failure_rate, d.breaker_failure_rate),
+                min_calls=first_set(spec.breaker_min_calls, d.breaker_min_calls),
             )
         return breaker
 

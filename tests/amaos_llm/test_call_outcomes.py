@@ -73,8 +73,8 @@ async def test_a_reply_that_raises_when_read_is_that_models_failure() -> None:
 
 
 async def test_the_original_exception_is_the_provider_errors_cause() -> None:
-    from amaos_llm.manager import _send
     from amaos_llm.providers.callable import CallableProvider
+    from amaos_llm.sending import send
 
     original = LookupError("deep inside the SDK")
 
@@ -84,7 +84,7 @@ async def test_the_original_exception_is_the_provider_errors_cause() -> None:
     provider = CallableProvider(ModelSpec(name="x", provider="callable"), fn=fn)
     request = _request()
     with pytest.raises(Exception) as info:
-        await _send(provider, request, 5.0)
+        await send(provider, request, 5.0)
     assert type(info.value).__name__ == "ProviderError" and info.value.__cause__ is original
 
 

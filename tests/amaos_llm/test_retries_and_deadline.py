@@ -286,3 +286,50 @@ def test_a_breaker_says_when_it_lets_a_probe_through() -> None:
     clock.now += 20
     breaker.before_call()  # the probe is out: its outcome decides, not the clock
     assert breaker.reopens_in() is None
+
+
+async def test_five_concurrent_calls_on_a_half_open_model_send_one_probe() -> None:
+    clock = Clock()
+    m = manager({"max_retries": 0, "breaker_threshold": 1, "breaker_reset": 5}, clock=clock, sleep=clock.sleep)
+    release = anyio.Event()
+    runs: list[int] = []
+
+    async def flaky(messages: list[Message], **params: Any) -> str:
+        runs.append(1)
+        if len(runs) == 1:
+            raise ServerError("500")
+        await release.wait()
+        return "probe answered"
+
+    m.register_model("flaky", flaky, priority=1)
+    m.register_model("backup", scripted("from backup"))
+    await m.complete("hi")  # opens flaky's breaker
+    clock.now += 5
+    answers: list[str] = []
+
+    async def ask() -> None:
+        answers.append((await m.complete("hi")).content)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(ask)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert len(runs) == 2  # the first failure, then one probe
+    assert sorted(answers) == ["from backup"] * 4 + ["probe answered"]
+    stats = m.get_stats()["by_model"]["flaky"]
+    assert (stats["breaker_opens"], stats["skipped"]) == (1, 4)
+
+
+async def test_a_failure_rate_from_the_config_opens_the_breaker() -> None:
+    m = manager({"max_retries": 0, "breaker_threshold": 100, "breaker_failure_rate": 0.5, "breaker_min_calls": 4})
+    fn = scripted(ServerError("500"), "ok", ServerError("500"), "ok", ServerError("500"), "ok")
+    m.register_model("a", fn)
+    outcomes = []
+    for _ in range(6):
+        try:
+            outcomes.append((await m.complete("hi")).content)
+        except AllModelsFailed as exc:
+            outcomes.append(exc.attempts[0].outcome)
+    assert outcomes == ["error", "ok", "error", "ok", "error", "skipped"]
+    assert m.get_stats()["by_model"]["a"]["breaker_opens"] == 1

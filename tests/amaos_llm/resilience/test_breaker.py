@@ -50,3 +50,30 @@ def test_probe_success_closes_and_probe_failure_reopens() -> None:
     breaker.before_call()
     breaker.record_success()
     assert breaker.state == "closed"
+
+
+def test_a_failure_rate_opens_once_enough_sends_are_in_and_never_before() -> None:
+    breaker = CircuitBreaker(threshold=100, reset_after=10, clock=Clock(), failure_rate=0.5, min_calls=4)
+    assert [breaker.record_failure(), breaker.record_success(), breaker.record_failure()] == [False, None, False]
+    assert breaker.state == "closed"  # 2 of 3 failed, but fewer than min_calls sends so far
+    breaker.record_success()
+    assert breaker.record_failure() is True  # the last 4: ok, fail, ok, fail: 50 % failed
+    assert breaker.state == "open"
+
+
+def test_a_failure_rate_below_the_threshold_keeps_it_closed() -> None:
+    breaker = CircuitBreaker(threshold=100, reset_after=10, clock=Clock(), failure_rate=0.75, min_calls=4)
+    for _ in range(5):  # never 3 failures among any 4 sends in a row
+        assert breaker.record_failure() is False
+        breaker.record_success()
+    assert breaker.state == "closed"
+
+
+def test_record_failure_says_when_it_opened_and_a_late_failure_while_open_does_not_count() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=2, reset_after=10, clock=clock)
+    assert [breaker.record_failure(), breaker.record_failure(), breaker.record_failure()] == [False, True, False]
+    clock.now += 10
+    breaker.before_call()  # the probe
+    assert breaker.record_failure() is True  # a failed probe re-opens, for a full reset_after
+    assert breaker.reopens_in() == 10

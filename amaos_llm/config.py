@@ -7,6 +7,7 @@ that names the file, the line and the field.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -103,6 +104,10 @@ class ModelSpec(BaseModel):
         """Cloud SDKs need a key; any model that names a key variable needs it set."""
         return self.api_key_env is not None or provider_info(self.provider).key_required
 
+    def has_key(self) -> bool:
+        """A key is given in code or set in the environment (without reading it into a secret)."""
+        return self.api_key is not None or bool(self.api_key_env and os.environ.get(self.api_key_env))
+
     def resolve_key(self) -> SecretStr | None:
         """The key given in code, else the one in the environment variable, else None."""
         if self.api_key is not None:
@@ -145,6 +150,7 @@ class Defaults(BaseModel):
     breaker_reset: PositiveSeconds = 30.0  # seconds before a half-open probe
     breaker_failure_rate: Rate | None = None  # also open when this share of the last breaker_min_calls sends failed
     breaker_min_calls: PositiveCount = 20
+    validation_retries: Count = 1  # re-asks on the same model after a validator rejected its answer
 
 
 class LLMConfig(BaseModel):
@@ -194,6 +200,14 @@ class LLMConfig(BaseModel):
                 raise
             # The file itself is missing or unreadable: say where its name came from.
             raise ConfigError(exc.reason, path=f"${CONFIG_ENV}={named}", field=exc.field) from None
+
+    def with_models(self, models: Sequence[ModelSpec]) -> LLMConfig:
+        """A copy holding `models`, validated as a whole (duplicate names, the fallback chain)."""
+        data = self.model_dump(exclude={"models"})
+        try:
+            return LLMConfig.model_validate({**data, "models": list(models)})
+        except ValidationError as exc:
+            raise config_error(exc, LLMConfig) from None
 
     def resolve_paths(self, base: Path) -> LLMConfig:
         """Relative `model_path`s are relative to the YAML file, as a reader of the file expects."""

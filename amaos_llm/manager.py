@@ -1,26 +1,26 @@
 """`LLMManager`: routes each request to a model, falling back, retrying and accounting as it goes.
 
-It composes the pieces (input checks, selection, providers, retry policy, circuit breakers,
-prices, stats); one attempt loop serves `complete()` and `chat()`. Every call ends in exactly one
-of `successes`, `failures` (it raised an error) or `cancelled` (its caller cut it off).
+It composes the pieces (input checks, selection and balancing, providers, the retry policy and
+each model's guards, prices, validation, stats); one attempt loop serves `complete()` and `chat()`.
+Every call ends in exactly one of `successes`, `failures` (it raised an error) or `cancelled` (its
+caller cut it off).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import anyio
-from pydantic import ValidationError
 
 from amaos_llm.balancing import Balancer, Load
+from amaos_llm.call_state import CallState, estimate_prompt_tokens
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
 from amaos_llm.errors import (
     AllModelsFailed,
@@ -41,7 +41,7 @@ from amaos_llm.selection import select_candidates
 from amaos_llm.sending import send
 from amaos_llm.stats import Stats
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
-from amaos_llm.yaml_source import config_error
+from amaos_llm.validation import Validator, check_validator, judge, reask
 
 MessageLike = Message | Mapping[str, Any]
 
@@ -65,13 +65,14 @@ class LLMManager:
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
+        validator: Validator | None = None,
     ) -> None:
         if isinstance(config, (str, Path)):
             config = LLMConfig.from_yaml(config)
         elif config is None:
-            config = LLMConfig.default() if models is None else _validated(models)
+            config = LLMConfig.default() if models is None else LLMConfig().with_models(models)
         elif models is not None:
-            config = _validated(models, base=config)
+            config = config.with_models(models)
         self._config = config.with_routing(local_only=local_only, enable_fallback=enable_fallback)
         self._models: dict[str, ModelSpec] = {m.name: m for m in self._config.models}
         self._providers: dict[str, Provider] = {}
@@ -84,6 +85,7 @@ class LLMManager:
         self._load = Load()
         strategy = self._config.routing.load_balancing
         self._balancer = None if strategy is None else Balancer(strategy, self._load, self._rng)
+        self._validator = check_validator(validator)
         self._closed = False
 
     @classmethod
@@ -103,10 +105,15 @@ class LLMManager:
         max_tokens: int | None = None,
         force_model: str | None = None,
         deadline: float | None = None,
+        validator: Validator | None = None,
+        validation_retries: int | None = None,
     ) -> LLMResult:
-        """Answer `prompt`. `deadline` (seconds; default `defaults.deadline`) bounds the whole call."""
+        """Answer `prompt`. `deadline` (seconds; default `defaults.deadline`) bounds the whole call;
+        `validator(result) -> True | False | reason` (default: the manager's) must accept the answer,
+        which is re-asked up to `validation_retries` times (default `defaults.validation_retries`)."""
         return await self._serve(
-            prompt_messages, (prompt, system_prompt), temperature, max_tokens, force_model, deadline
+            prompt_messages, (prompt, system_prompt), temperature, max_tokens, force_model, deadline, validator,
+            validation_retries,
         )
 
     async def chat(
@@ -117,8 +124,12 @@ class LLMManager:
         temperature: float | None = None,
         max_tokens: int | None = None,
         deadline: float | None = None,
+        validator: Validator | None = None,
+        validation_retries: int | None = None,
     ) -> LLMResult:
-        return await self._serve(chat_messages, (messages,), temperature, max_tokens, force_model, deadline)
+        return await self._serve(
+            chat_messages, (messages,), temperature, max_tokens, force_model, deadline, validator, validation_retries
+        )
 
     def get_stats(self) -> dict[str, Any]:
         return self._stats.as_dict()
@@ -211,6 +222,8 @@ class LLMManager:
         max_tokens: int | None,
         force_model: str | None,
         deadline: float | None,
+        validator: Validator | None,
+        validation_retries: int | None,
     ) -> LLMResult:
         """Check the call's arguments (`build(*args)` makes its messages), route it, count it."""
         start = self._clock()
@@ -224,8 +237,13 @@ class LLMManager:
             elif type(deadline) not in (int, float) or not deadline > 0:
                 raise InvalidRequest(f"deadline: must be a number of seconds > 0, got {deadline!r}")
             until = None if deadline is None else start + deadline
-            call = _Call(messages, temperature, max_tokens, until, [])
-            result = await self._route(call, force_model, start)
+            if validation_retries is None:
+                validation_retries = self._config.defaults.validation_retries
+            elif type(validation_retries) is not int or validation_retries < 0:
+                raise InvalidRequest(f"validation_retries: must be an int >= 0, got {validation_retries!r}")
+            validator = check_validator(validator) or self._validator
+            call = CallState(messages, temperature, max_tokens, start, until, validator, validation_retries)
+            result = await self._route(call, force_model)
         except Exception as exc:  # counted, then raised as it is
             stats.failures += 1
             if isinstance(exc, DeadlineExceeded):
@@ -237,21 +255,21 @@ class LLMManager:
         stats.successes += 1
         return result
 
-    async def _route(self, call: _Call, force_model: str | None, start: float) -> LLMResult:
+    async def _route(self, call: CallState, force_model: str | None) -> LLMResult:
         stats, routing = self._stats, self._config.routing
         forced = None
         if force_model is not None:
             forced = self._models.get(force_model)
             if forced is None:
                 raise ModelNotFound(force_model, list(self._models))
-        prompt_tokens, max_tokens = _estimate_tokens(call.messages), call.max_tokens
+        prompt_tokens, max_tokens = estimate_prompt_tokens(call.messages), call.max_tokens
         waited = 0.0
         while True:
             candidates = select_candidates(
                 list(self._models.values()),
                 routing,
                 estimate=lambda s: self._prices.estimate(s, prompt_tokens, self._max_tokens(s, max_tokens)),
-                has_key=_has_key,
+                has_key=ModelSpec.has_key,
                 unavailable=self._guards.unavailable,
                 force_model=forced,
                 balance=None if self._balancer is None else self._balancer.order,
@@ -267,9 +285,9 @@ class LLMManager:
                         break
                     stats.fallbacks += 1
                 sent = True
-                reply = await self._try(spec, call)
-                if reply is not None:
-                    return self._settle(spec, reply, call.attempts, start)
+                result = await self._try(spec, call)
+                if result is not None:
+                    return result
             pause = None if sent else self._guards.pause(candidates, waited, call.until)
             if pause is None:
                 raise AllModelsFailed(call.attempts, "all models failed" if sent else "no eligible model")
@@ -278,8 +296,9 @@ class LLMManager:
             await self._sleep(pause)
             waited += pause
 
-    async def _try(self, spec: ModelSpec, call: _Call) -> ProviderReply | None:
-        """Send to one model, retrying what is worth retrying; None when it finally failed."""
+    async def _try(self, spec: ModelSpec, call: CallState) -> LLMResult | None:
+        """Send to one model, retrying what is worth retrying and re-asking what its validator
+        rejected; the accepted result, or None when the model finally failed."""
         defaults, clock, until = self._config.defaults, self._clock, call.until
         request = ProviderRequest(
             messages=call.messages,
@@ -292,7 +311,7 @@ class LLMManager:
         timeout = spec.timeout or defaults.timeout
         policy: RetryPolicy | None = None  # built on the first failure: the happy path needs none
         breaker = self._guards.breaker(spec)
-        retry = 0
+        retry = reasks = 0
         while True:
             limit = timeout
             if until is not None:
@@ -320,8 +339,20 @@ class LLMManager:
                 latency = clock() - t0
                 breaker.record_success()
                 load.observe(spec.name, latency)
-                self._record(call, spec, "success", latency)
-                return reply
+                usage, cost = self._bill(spec, reply, call)
+                reason = None
+                if call.validator is not None:
+                    reason = await judge(call.validator, self._result(spec, reply, call))
+                if reason is None:
+                    self._record(call, spec, "success", latency, usage=usage, cost=cost)
+                    return self._result(spec, reply, call)
+                self._record(call, spec, "rejected", latency, reason, usage, cost)
+                if reasks >= call.validation_retries:
+                    return None
+                reasks += 1
+                self._stats.validation_retries += 1
+                request = replace(request, messages=reask(request.messages, reply.content, reason))
+                continue
             finally:
                 load.finished(spec.name)
             latency = clock() - t0
@@ -347,25 +378,35 @@ class LLMManager:
             self._stats.retries += 1
             await self._sleep(delay)
 
-    def _record(self, call: _Call, spec: ModelSpec, outcome: Outcome, latency: float, error: str | None = None) -> None:
+    def _record(
+        self, call: CallState, spec: ModelSpec, outcome: Outcome, latency: float, error: str | None = None,
+        usage: Usage | None = None, cost: Decimal | None = None,
+    ) -> None:
         call.attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome=outcome, error=error,
-                                     latency=latency))
+                                     latency=latency, usage=usage, cost=cost))
         self._stats.record_attempt(spec.name, outcome, latency)
 
-    def _settle(self, spec: ModelSpec, reply: ProviderReply, attempts: list[Attempt], start: float) -> LLMResult:
+    def _bill(self, spec: ModelSpec, reply: ProviderReply, call: CallState) -> tuple[Usage, Decimal | None]:
+        """What this answer cost, by the provider's own token counts, added to the stats and to the
+        call's total (every answer is paid for, a rejected one too)."""
         price = self._prices.price(spec)
         cost = None if price is None else price.cost(reply.input_tokens, reply.output_tokens)
         self._stats.record_usage(spec.name, reply.input_tokens, reply.output_tokens, cost)
+        usage = Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
+        call.pay(usage, cost)
+        return usage, cost
+
+    def _result(self, spec: ModelSpec, reply: ProviderReply, call: CallState) -> LLMResult:
         return LLMResult(
             content=reply.content,
             model_name=spec.name,
             provider=spec.provider,
             model=reply.model or spec.model,
-            usage=Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens),
-            cost=cost,
-            latency=self._clock() - start,
+            usage=call.usage,
+            cost=call.cost,
+            latency=self._clock() - call.start,
             finish_reason=reply.finish_reason,
-            attempts=attempts,
+            attempts=call.attempts,
         )
 
     # -- lazily built pieces --------------------------------------------------------------------
@@ -388,36 +429,6 @@ class LLMManager:
             self._retired.append(old)
         self._prices.forget(name)
         self._guards.forget(name)
-
-
-@dataclass(slots=True)
-class _Call:
-    """One call as the attempt loop sees it."""
-
-    messages: list[Message]
-    temperature: float | None
-    max_tokens: int | None
-    until: float | None  # the clock reading at which the call's deadline runs out
-    attempts: list[Attempt]  # every model tried or passed over, in order
-
-
-
-def _validated(models: Sequence[ModelSpec], base: LLMConfig | None = None) -> LLMConfig:
-    data = (base or LLMConfig()).model_dump(exclude={"models"})
-    try:
-        return LLMConfig.model_validate({**data, "models": list(models)})
-    except ValidationError as exc:
-        raise config_error(exc, LLMConfig) from None
-
-
-def _has_key(spec: ModelSpec) -> bool:
-    return spec.api_key is not None or bool(spec.api_key_env and os.environ.get(spec.api_key_env))
-
-
-
-def _estimate_tokens(messages: Sequence[Message]) -> int:
-    # Only for ordering by estimated cost; billing uses the provider's own counts.
-    return sum(len(m.content) for m in messages) // 4 + 4 * len(messages)
 
 
 _default: LLMManager | None = None

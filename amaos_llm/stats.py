@@ -2,8 +2,8 @@
 
 The identities the counters keep after any mix of outcomes (skips apart)::
 
-    calls == successes + failures + cancelled                         # manager calls
-    by_model[m].calls == successes + failures + timeouts + cancelled  # attempts sent to m
+    calls == successes + failures + cancelled                                    # manager calls
+    by_model[m].calls == successes + failures + timeouts + cancelled + rejected  # attempts sent to m
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class ModelStats:
     failures: int = 0  # attempts that ended in an error (timeouts are counted apart)
     timeouts: int = 0
     cancelled: int = 0  # attempts cut off by the caller
+    rejected: int = 0  # answers the call's validator turned down
     skipped: int = 0
     breaker_opens: int = 0  # times a failure opened (or a failed probe re-opened) its breaker
     latency_sum: float = 0.0  # of the attempts that finished (cancelled ones say nothing of the model)
@@ -37,6 +38,7 @@ class ModelStats:
             "failures": self.failures,
             "timeouts": self.timeouts,
             "cancelled": self.cancelled,
+            "rejected": self.rejected,
             "skipped": self.skipped,
             "breaker_opens": self.breaker_opens,
             "avg_latency": self.latency_sum / finished if finished else 0.0,
@@ -55,7 +57,8 @@ class Stats:
     deadline_exceeded: int = 0  # failed calls whose deadline ran out
     timeouts: int = 0  # attempts that timed out
     fallbacks: int = 0  # moves from one model to the next
-    retries: int = 0  # extra attempts on the same model
+    retries: int = 0  # extra attempts on the same model after transient failures
+    validation_retries: int = 0  # re-asks after a validator rejected an answer
     input_tokens: int = 0
     output_tokens: int = 0
     total_cost: Decimal = field(default_factory=Decimal)
@@ -82,6 +85,8 @@ class Stats:
         elif outcome == "timeout":
             m.timeouts += 1
             self.timeouts += 1
+        elif outcome == "rejected":
+            m.rejected += 1
         else:
             m.failures += 1
 
@@ -105,6 +110,7 @@ class Stats:
             "timeouts": self.timeouts,
             "fallbacks": self.fallbacks,
             "retries": self.retries,
+            "validation_retries": self.validation_retries,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.input_tokens + self.output_tokens,

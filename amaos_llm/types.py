@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_fie
 
 Role = Literal["system", "user", "assistant", "tool"]
 # cancelled: the attempt was sent, then cut off by the caller (a cancel scope, Ctrl-C)
-Outcome = Literal["success", "error", "timeout", "cancelled", "skipped"]
+# rejected: the model answered, and the call's validator turned the answer down
+Outcome = Literal["success", "error", "timeout", "cancelled", "rejected", "skipped"]
 
 # Decimal keeps totals exact; JSON readers want a number, not a string.
 Cost = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
@@ -58,6 +59,8 @@ class Attempt(BaseModel):
     outcome: Outcome
     error: str | None = None
     latency: float = 0.0
+    usage: Usage | None = None  # what this attempt was billed for, when the model answered
+    cost: Cost | None = None
 
 
 class LLMResult(BaseModel):

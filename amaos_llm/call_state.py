@@ -1,20 +1,35 @@
-"""What the attempt loop knows of one call while it runs: its settings, its attempts so far, and
-what its answers cost (every answer is paid for, one a validator rejected too)."""
+"""One call as the attempt loop sees it: the options it was made with (checked once, here), its
+attempts so far, and what its answers cost (every answer is paid for, one a validator rejected too)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from amaos_llm.config import Defaults
+from amaos_llm.errors import InvalidRequest
+from amaos_llm.inputs import check_sampling
 from amaos_llm.types import Attempt, Message, Usage
-from amaos_llm.validation import Validator
+from amaos_llm.validation import Validator, check_validator
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """The per-call arguments of `complete()`/`chat()` besides the messages; None: the default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    force_model: str | None = None
+    deadline: float | None = None
+    validator: Validator | None = None
+    validation_retries: int | None = None
+    cache: bool | None = None
 
 
 @dataclass(slots=True)
 class CallState:
     messages: list[Message]
-    temperature: float | None
-    max_tokens: int | None
+    options: CallOptions
     start: float  # the clock reading when the call began
     until: float | None  # the clock reading at which the call's deadline runs out
     validator: Validator | None
@@ -22,6 +37,27 @@ class CallState:
     attempts: list[Attempt] = field(default_factory=list)  # every model tried or passed over, in order
     usage: Usage | None = None  # every answer's tokens so far
     cost: Decimal | None = None  # their cost; None as soon as one answer's price is unknown
+
+    @classmethod
+    def begin(
+        cls, messages: list[Message], options: CallOptions, start: float, defaults: Defaults,
+        validator: Validator | None,
+    ) -> CallState:
+        """The state of a call starting at `start`, after checking its options (`InvalidRequest`,
+        or `TypeError` for a validator that is not callable); `validator`: the manager's default."""
+        check_sampling(options.temperature, options.max_tokens)
+        deadline = options.deadline
+        if deadline is None:
+            deadline = defaults.deadline
+        elif type(deadline) not in (int, float) or not deadline > 0:
+            raise InvalidRequest(f"deadline: must be a number of seconds > 0, got {deadline!r}")
+        retries = options.validation_retries
+        if retries is None:
+            retries = defaults.validation_retries
+        elif type(retries) is not int or retries < 0:
+            raise InvalidRequest(f"validation_retries: must be an int >= 0, got {retries!r}")
+        until = None if deadline is None else start + deadline
+        return cls(messages, options, start, until, check_validator(options.validator) or validator, retries)
 
     def pay(self, usage: Usage, cost: Decimal | None) -> None:
         if self.usage is None:

@@ -153,11 +153,20 @@ class Defaults(BaseModel):
     validation_retries: Count = 1  # re-asks on the same model after a validator rejected its answer
 
 
+class CacheConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False  # answer a repeated request from the cache (each call may say otherwise)
+    ttl: PositiveSeconds = 300.0  # seconds an answer stays usable after it was stored
+    max_size: PositiveCount = 1024  # answers kept; the least recently used goes first
+
+
 class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     defaults: Defaults = Field(default_factory=Defaults)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     models: list[ModelSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")

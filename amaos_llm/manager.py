@@ -20,17 +20,17 @@ from typing import Any
 import anyio
 
 from amaos_llm.balancing import Balancer, Load
-from amaos_llm.call_state import CallState, estimate_prompt_tokens
+from amaos_llm.cache import ResultCache, cache_key
+from amaos_llm.call_state import CallOptions, CallState, estimate_prompt_tokens
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
 from amaos_llm.errors import (
     AllModelsFailed,
     DeadlineExceeded,
-    InvalidRequest,
     ModelNotFound,
     ProviderError,
     ProviderTimeout,
 )
-from amaos_llm.inputs import chat_messages, check_sampling, prompt_messages
+from amaos_llm.inputs import chat_messages, prompt_messages
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 from amaos_llm.providers.callable import CallableProvider, ModelFunction
@@ -86,6 +86,9 @@ class LLMManager:
         strategy = self._config.routing.load_balancing
         self._balancer = None if strategy is None else Balancer(strategy, self._load, self._rng)
         self._validator = check_validator(validator)
+        cache = self._config.cache
+        self._cache = ResultCache(cache.max_size, cache.ttl, clock)
+        self._version = 0  # changes with the models or the routing, so that a cached answer from before is not reused
         self._closed = False
 
     @classmethod
@@ -107,14 +110,14 @@ class LLMManager:
         deadline: float | None = None,
         validator: Validator | None = None,
         validation_retries: int | None = None,
+        cache: bool | None = None,
     ) -> LLMResult:
         """Answer `prompt`. `deadline` (seconds; default `defaults.deadline`) bounds the whole call;
         `validator(result) -> True | False | reason` (default: the manager's) must accept the answer,
-        which is re-asked up to `validation_retries` times (default `defaults.validation_retries`)."""
-        return await self._serve(
-            prompt_messages, (prompt, system_prompt), temperature, max_tokens, force_model, deadline, validator,
-            validation_retries,
-        )
+        which is re-asked up to `validation_retries` times (default `defaults.validation_retries`);
+        `cache` (default `cache.enabled`) answers a repeated request from the result cache."""
+        options = CallOptions(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache)
+        return await self._serve(prompt_messages, (prompt, system_prompt), options)
 
     async def chat(
         self,
@@ -126,10 +129,10 @@ class LLMManager:
         deadline: float | None = None,
         validator: Validator | None = None,
         validation_retries: int | None = None,
+        cache: bool | None = None,
     ) -> LLMResult:
-        return await self._serve(
-            chat_messages, (messages,), temperature, max_tokens, force_model, deadline, validator, validation_retries
-        )
+        options = CallOptions(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache)
+        return await self._serve(chat_messages, (messages,), options)
 
     def get_stats(self) -> dict[str, Any]:
         return self._stats.as_dict()
@@ -151,6 +154,7 @@ class LLMManager:
     def _set_routing(self, **values: Any) -> None:
         routing = self._config.routing.model_copy(update=values)
         self._config = self._config.model_copy(update={"routing": routing})
+        self._version += 1
 
     def enable_load_balancing(self, strategy: str) -> None:
         """Spread calls over equally ranked models: round_robin, weighted, random, least_latency or
@@ -171,6 +175,7 @@ class LLMManager:
         if type(weight) not in (int, float) or not weight >= 0:
             raise ValueError(f"weight: must be a number >= 0, got {weight!r}")
         self._models[name] = spec.model_copy(update={"weight": float(weight)})
+        self._version += 1
 
     def register_model(
         self,
@@ -215,35 +220,16 @@ class LLMManager:
     # -- the attempt loop -----------------------------------------------------------------------
 
     async def _serve(
-        self,
-        build: Callable[..., list[Message]],
-        args: tuple[Any, ...],
-        temperature: float | None,
-        max_tokens: int | None,
-        force_model: str | None,
-        deadline: float | None,
-        validator: Validator | None,
-        validation_retries: int | None,
+        self, build: Callable[..., list[Message]], args: tuple[Any, ...], options: CallOptions
     ) -> LLMResult:
-        """Check the call's arguments (`build(*args)` makes its messages), route it, count it."""
+        """Check the call (`build(*args)` makes its messages), answer it, count it."""
         start = self._clock()
         stats = self._stats
         stats.calls += 1
         try:
-            messages = build(*args)
-            check_sampling(temperature, max_tokens)
-            if deadline is None:
-                deadline = self._config.defaults.deadline
-            elif type(deadline) not in (int, float) or not deadline > 0:
-                raise InvalidRequest(f"deadline: must be a number of seconds > 0, got {deadline!r}")
-            until = None if deadline is None else start + deadline
-            if validation_retries is None:
-                validation_retries = self._config.defaults.validation_retries
-            elif type(validation_retries) is not int or validation_retries < 0:
-                raise InvalidRequest(f"validation_retries: must be an int >= 0, got {validation_retries!r}")
-            validator = check_validator(validator) or self._validator
-            call = CallState(messages, temperature, max_tokens, start, until, validator, validation_retries)
-            result = await self._route(call, force_model)
+            call = CallState.begin(build(*args), options, start, self._config.defaults, self._validator)
+            cached = self._config.cache.enabled if options.cache is None else options.cache
+            result = await (self._through_cache(call) if cached else self._route(call))
         except Exception as exc:  # counted, then raised as it is
             stats.failures += 1
             if isinstance(exc, DeadlineExceeded):
@@ -255,14 +241,30 @@ class LLMManager:
         stats.successes += 1
         return result
 
-    async def _route(self, call: CallState, force_model: str | None) -> LLMResult:
-        stats, routing = self._stats, self._config.routing
+    async def _through_cache(self, call: CallState) -> LLMResult:
+        """A stored answer to the same request (the validator, if any, checks it again), else a
+        routed one, stored for next time."""
+        o = call.options
+        key = cache_key(call.messages, o.temperature, o.max_tokens, o.force_model, self._version)
+        hit = self._cache.get(key)
+        if hit is not None:
+            if call.validator is None or await judge(call.validator, hit) is None:
+                self._stats.record_cache_hit(hit.saved_cost)
+                return hit.model_copy(update={"latency": self._clock() - call.start})
+            self._cache.drop(key)
+        self._stats.cache_misses += 1
+        result = await self._route(call)
+        self._cache.put(key, result)
+        return result
+
+    async def _route(self, call: CallState) -> LLMResult:
+        stats, routing, force_model = self._stats, self._config.routing, call.options.force_model
         forced = None
         if force_model is not None:
             forced = self._models.get(force_model)
             if forced is None:
                 raise ModelNotFound(force_model, list(self._models))
-        prompt_tokens, max_tokens = estimate_prompt_tokens(call.messages), call.max_tokens
+        prompt_tokens, max_tokens = estimate_prompt_tokens(call.messages), call.options.max_tokens
         waited = 0.0
         while True:
             candidates = select_candidates(
@@ -303,8 +305,8 @@ class LLMManager:
         request = ProviderRequest(
             messages=call.messages,
             model=spec.model,
-            temperature=first_set(call.temperature, spec.temperature, defaults.temperature),
-            max_tokens=self._max_tokens(spec, call.max_tokens),
+            temperature=first_set(call.options.temperature, spec.temperature, defaults.temperature),
+            max_tokens=self._max_tokens(spec, call.options.max_tokens),
             seed=spec.seed,
             options=spec.options,
         )
@@ -429,6 +431,7 @@ class LLMManager:
             self._retired.append(old)
         self._prices.forget(name)
         self._guards.forget(name)
+        self._version += 1
 
 
 _default: LLMManager | None = None

@@ -59,6 +59,9 @@ class Stats:
     fallbacks: int = 0  # moves from one model to the next
     retries: int = 0  # extra attempts on the same model after transient failures
     validation_retries: int = 0  # re-asks after a validator rejected an answer
+    cache_hits: int = 0
+    cache_misses: int = 0
+    saved_cost: Decimal = field(default_factory=Decimal)  # what the cache hits would have cost
     input_tokens: int = 0
     output_tokens: int = 0
     total_cost: Decimal = field(default_factory=Decimal)
@@ -90,6 +93,11 @@ class Stats:
         else:
             m.failures += 1
 
+    def record_cache_hit(self, saved_cost: Decimal | None) -> None:
+        self.cache_hits += 1
+        if saved_cost is not None:
+            self.saved_cost += saved_cost
+
     def record_usage(self, name: str, input_tokens: int, output_tokens: int, cost: Decimal | None) -> None:
         m = self.model(name)
         m.input_tokens += input_tokens
@@ -111,6 +119,10 @@ class Stats:
             "fallbacks": self.fallbacks,
             "retries": self.retries,
             "validation_retries": self.validation_retries,
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "cache_hit_rate": self.cache_hits / lookups if (lookups := self.cache_hits + self.cache_misses) else 0.0,
+            "saved_cost": self.saved_cost,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.input_tokens + self.output_tokens,

@@ -75,6 +75,8 @@ class LLMResult(BaseModel):
     latency: float
     finish_reason: str | None = None
     attempts: list[Attempt] = Field(default_factory=list)
+    cache_hit: bool = False  # served from the result cache: no model was called, usage and cost are 0
+    saved_cost: Cost | None = None  # for a cache hit, what the original answer cost
 
     @computed_field  # type: ignore[prop-decorator]
     @property

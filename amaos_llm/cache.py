@@ -1,0 +1,67 @@
+"""The result cache: an answer to a request seen before, served again without calling a model.
+
+The key is the SHA-256 of the canonical JSON of what decides the answer: the messages, the
+temperature, max_tokens and force_model the caller asked for, and the manager's configuration
+version (a change of models or routing makes earlier entries unreachable). Entries are stored in
+the form a hit returns (`cache_hit=True`, zero usage and cost, `saved_cost` = what the original
+answer cost, no attempts), kept least-recently-used first out at `max_size`, and expire `ttl`
+seconds after they were stored, on the manager's clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+from amaos_llm.types import LLMResult, Message, Usage
+
+_ZERO = Decimal(0)
+_NO_USAGE = Usage()
+
+
+def cache_key(
+    messages: Sequence[Message], temperature: float | None, max_tokens: int | None, force_model: str | None,
+    version: int,
+) -> str:
+    canonical = json.dumps(
+        [[[m.role, m.content] for m in messages], temperature, max_tokens, force_model, version],
+        ensure_ascii=False, separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ResultCache:
+    __slots__ = ("max_size", "ttl", "_clock", "_entries")
+
+    def __init__(self, max_size: int, ttl: float, clock: Callable[[], float]) -> None:
+        self.max_size, self.ttl, self._clock = max_size, ttl, clock
+        self._entries: OrderedDict[str, tuple[float, LLMResult]] = OrderedDict()
+
+    def get(self, key: str) -> LLMResult | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, result = entry
+        if self._clock() >= expires:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return result
+
+    def put(self, key: str, result: LLMResult) -> None:
+        stored = result.model_copy(
+            update={"cache_hit": True, "usage": _NO_USAGE, "cost": _ZERO, "saved_cost": result.cost, "attempts": []}
+        )
+        self._entries[key] = (self._clock() + self.ttl, stored)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_size:
+            self._entries.popitem(last=False)
+
+    def drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)

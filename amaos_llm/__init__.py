@@ -41,7 +41,8 @@ from amaos_llm.errors import (
     RateLimitError,
     ServerError,
 )
-from amaos_llm.manager import LLMManager, get_llm_manager, set_llm_manager
+from amaos_llm.manager import LLMManager
+from amaos_llm.shared_manager import get_llm_manager, set_llm_manager
 from amaos_llm.types import Attempt, LLMResult, Message, Usage
 
 __all__ = [

@@ -28,6 +28,12 @@ class CallOptions(NamedTuple):
 
 
 NO_OPTIONS = CallOptions()
+_UNSET = tuple(NO_OPTIONS)
+
+
+def call_options(*values: object) -> CallOptions:
+    """The options of one call, in `CallOptions` order; most calls give none, and share one instance."""
+    return NO_OPTIONS if values == _UNSET else CallOptions(*values)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ import anyio
 
 from amaos_llm.balancing import Balancer, Load
 from amaos_llm.cache import ResultCache, cache_key
-from amaos_llm.call_state import NO_OPTIONS, CallOptions, CallState, estimate_prompt_tokens
+from amaos_llm.call_state import CallOptions, CallState, call_options, estimate_prompt_tokens
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
 from amaos_llm.errors import (
     AllModelsFailed,
@@ -116,7 +116,7 @@ class LLMManager:
         `validator(result) -> True | False | reason` (default: the manager's) must accept the answer,
         which is re-asked up to `validation_retries` times (default `defaults.validation_retries`);
         `cache` (default `cache.enabled`) answers a repeated request from the result cache."""
-        options = _options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache)
+        options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache)
         return await self._serve(prompt_messages, (prompt, system_prompt), options)
 
     async def chat(
@@ -131,7 +131,7 @@ class LLMManager:
         validation_retries: int | None = None,
         cache: bool | None = None,
     ) -> LLMResult:
-        options = _options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache)
+        options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache)
         return await self._serve(chat_messages, (messages,), options)
 
     def get_stats(self) -> dict[str, Any]:
@@ -432,25 +432,3 @@ class LLMManager:
         self._prices.forget(name)
         self._guards.forget(name)
         self._version += 1
-
-
-def _options(*values: Any) -> CallOptions:
-    # Most calls give none: share one instance then.
-    return NO_OPTIONS if values == _UNSET else CallOptions(*values)
-
-
-_UNSET = tuple(NO_OPTIONS)
-_default: LLMManager | None = None
-
-
-def get_llm_manager() -> LLMManager:
-    """The process-wide manager, built from the default configuration on first use."""
-    global _default
-    if _default is None:
-        _default = LLMManager()
-    return _default
-
-
-def set_llm_manager(manager: LLMManager | None) -> None:
-    global _default
-    _default = manager

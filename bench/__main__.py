@@ -27,8 +27,8 @@ from bench import report, venv
 
 REPO = venv.REPO
 RESULTS = REPO / "bench" / "results"
-BENCHMARKS = ("imports", "routing", "concurrency", "graph", "embedded", "cost")
-HTTP_BENCHMARKS = {"routing", "concurrency"}
+BENCHMARKS = ("imports", "routing", "concurrency", "graph", "embedded", "cost", "streaming")
+HTTP_BENCHMARKS = {"routing", "concurrency", "streaming"}
 
 # Nothing but 127.0.0.1 and (for the venv) PyPI: LiteLLM must use its bundled price list, no
 # telemetry or tracing may leave the machine, and no real key may reach a benchmark.
@@ -67,6 +67,7 @@ def plan(only: set[str], quick: bool, url: str, refused: str) -> list[Job]:
     sides = ("ours", "langgraph", "asyncio", "contract")
     jobs += [Job("graph", ("--shape", "concurrent", "--sides", side, *q)) for side in sides]
     jobs += [Job("embedded", q), Job("cost", q)]
+    jobs += [Job("streaming", ("--side", "library", *q)), Job("streaming", ("--side", "cli", "--url", url, *q))]
     return [j for j in jobs if j.benchmark in only]
 
 

@@ -153,7 +153,45 @@ def rows(r: Results) -> list[Row]:
         Row("6. Embedded", "model load (first call, 1 token), once per process",
             r.get("embedded", "ours", "load"), "raw xllamacpp", r.get("embedded", "raw", "load")),
     ]
-    return out
+    return out + streaming_rows(r)
+
+
+def streaming_rows(r: Results) -> list[Row]:
+    lib = r.params("streaming", "library")
+    small, big = r.params("streaming", "cli").get("inputs", [0, 0])
+    cli = "`amaos-llm run --output`, openai_compatible on the loopback server"
+
+    def get(side: str, name: str) -> Metric | None:
+        return r.get("streaming", side, name)
+
+    return [
+        Row("8. Streaming", f"iter_runs over {lib.get('inputs', 0):,} inputs, 3 nodes, in-process model: runs/s",
+            get("library", "throughput"), "floor: the same runs one at a time (`await run()`)",
+            get("library", "floor_throughput"), higher_is_better=True),
+        Row("8. Streaming", "iter_runs: peak RSS delta over the whole stream", get("library", "rss_delta"), "", None),
+        Row("8. Streaming", f"{cli}, {small:,} inputs: runs/s", get("cli", "throughput_small"), "", None,
+            higher_is_better=True),
+        Row("8. Streaming", f"{cli}, {big:,} inputs: runs/s", get("cli", "throughput_big"), "", None,
+            higher_is_better=True),
+        Row("8. Streaming", f"{cli}: peak RSS at {big:,} inputs, against {small:,}", get("cli", "rss_big"),
+            f"{small:,} inputs", get("cli", "rss_small")),
+    ]
+
+
+def streaming_targets(r: Results) -> list[Target]:
+    small, big = r.params("streaming", "cli").get("inputs", [0, 0])
+    lib = r.params("streaming", "library").get("inputs", 0)
+    rss_small, rss_big = r.get("streaming", "cli", "rss_small"), r.get("streaming", "cli", "rss_big")
+    return [
+        Target(f"iter_runs over {lib:,} inputs, in-process model", _median(r.get("streaming", "library", "throughput")),
+               "runs/s", 10_000, False),
+        # Flat memory: ten times the inputs may cost 10 % more peak RSS, plus 10 MB of slack for the allocator.
+        Target(f"CLI --output peak RSS at {big:,} inputs (limit: {small:,} inputs' × 1.1 + 10 MB)",
+               _median(rss_big), "MB", 0.0 if rss_small is None else rss_small["median"] * 1.1 + 10, True),
+        # On the big run: at the small size of a quick run (2,000 inputs) the start-up weighs as much as the runs.
+        Target(f"CLI --output runs/s at {big:,} inputs (before streaming: 511)",
+               _median(r.get("streaming", "cli", "throughput_big")), "runs/s", 511, False),
+    ]
 
 
 def _median(m: Metric | None) -> float | None:
@@ -183,6 +221,7 @@ def targets(r: Results) -> list[Target]:
         Target("embedded tokens/s, ours ÷ raw xllamacpp",
                _percent(r.get("embedded", "ours", "tokens_per_s"), r.get("embedded", "raw", "tokens_per_s")),
                "%", 90, False),
+        *streaming_targets(r),
     ]
 
 

@@ -1,15 +1,20 @@
 """Batch runs from files: JSONL inputs in, one JSON record per run out.
 
 An input line is a JSON string (the prompt) or an object with an `input` field (a prompt string
-or a list of chat messages) and optionally `system_prompt`, `temperature`, `max_tokens`,
+or a list of chat messages) and optionally `id`, `system_prompt`, `temperature`, `max_tokens`,
 `force_model`, `metadata`; any other key is kept as metadata and echoed in the output record.
+Blank lines are not inputs.
+
+Files are read lazily, a line at a time, so a file of any length costs the memory of one line. An
+input is known by its `id` field, else by its line number: that is what `--resume` looks for in
+the records already written.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,38 +27,136 @@ from nodes.messages import OVERRIDE_FIELDS
 
 _PAYLOAD_KEYS = frozenset({"input", "prompt", "messages", *OVERRIDE_FIELDS})
 
+InputKey = tuple[str, Any]  # ("id", the id as JSON text) or ("line", its number)
+
+
+def input_key(input_id: Any, line: int) -> InputKey:
+    """How `--resume` recognises an input: its `id` if it has one (JSON text, so that 7 and "7"
+    stay apart and lists are hashable), else its line number."""
+    if input_id is not None:
+        return ("id", json.dumps(input_id, sort_keys=True))
+    return ("line", line)
+
 
 @dataclass(frozen=True, slots=True)
 class BatchItem:
-    line: int
+    line: int  # 1-based line number in the file
     payload: Payload
     metadata: dict[str, Any]
+    index: int = 0  # 0-based position among the file's inputs (blank lines are not inputs)
+    id: Any = None  # the line's `id` field, if any
+
+    @property
+    def key(self) -> InputKey:
+        return input_key(self.id, self.line)
 
 
-def read_inputs(path: str | Path) -> list[BatchItem]:
-    """Parse a JSONL file of inputs; a bad line is a `ConfigError` naming the file and line."""
+@dataclass(frozen=True, slots=True)
+class BadInput:
+    """A line that is not a valid input; `error` names the file and line."""
+
+    line: int
+    error: ConfigError
+    index: int = 0
+    id: Any = None  # when the line is a JSON object with an `id`
+
+    @property
+    def key(self) -> InputKey:
+        return input_key(self.id, self.line)
+
+
+def read_inputs(path: str | Path) -> Iterator[BatchItem]:
+    """The inputs of a JSONL file, read lazily; a bad line raises its `ConfigError` (naming the
+    file and line) when the reading reaches it, after every input before it."""
+    for entry in read_lines(path):
+        if isinstance(entry, BadInput):
+            raise entry.error
+        yield entry
+
+
+def read_lines(path: str | Path) -> Iterator[BatchItem | BadInput]:
+    """Every input line of a JSONL file, read lazily: a `BatchItem`, or a `BadInput` for a line
+    that is not one, so that a reader can go on past it. A file that cannot be read raises."""
     path = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        file = open(path, "rb")  # noqa: SIM115 - closed by the `with` below, when the reading ends
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror or exc}", path=path) from None
-    return list(_items(text, path))
+    with file:
+        index = 0
+        # Bytes, decoded line by line: a stray byte that is not UTF-8 is one bad line, not a dead file.
+        for number, raw in enumerate(file, start=1):
+            if not raw.strip():
+                continue
+            yield parse_line(raw, path, number, index)
+            index += 1
 
 
-def _items(text: str, path: str) -> Iterator[BatchItem]:
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
+@dataclass
+class InputsCheck:
+    """What `check_inputs` found in a whole file: the first `limit` problems of each kind, and counts."""
+
+    path: str
+    inputs: int = 0  # valid input lines
+    bad: list[ConfigError] = field(default_factory=list)
+    bad_count: int = 0
+    duplicates: list[str] = field(default_factory=list)  # warnings: an `id` given twice
+    duplicate_count: int = 0
+
+
+def check_inputs(path: str | Path, limit: int = 20) -> InputsCheck:
+    """Read a whole JSONL file of inputs and report every bad line, and every `id` used twice
+    (`--resume` would take the second for the first, already answered)."""
+    check = InputsCheck(str(path))
+    first_line: dict[str, int] = {}  # id (as JSON text) -> the line it first appeared on
+    for entry in read_lines(path):
+        if isinstance(entry, BadInput):
+            check.bad_count += 1
+            if len(check.bad) < limit:
+                check.bad.append(entry.error)
+        else:
+            check.inputs += 1
+        if entry.id is None:
             continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=number) from None
-        yield parse_item(value, path, number)
+        _, text = input_key(entry.id, entry.line)
+        first = first_line.setdefault(text, entry.line)
+        if first != entry.line:
+            check.duplicate_count += 1
+            if len(check.duplicates) < limit:
+                check.duplicates.append(f"{path}:{entry.line}: id {text} is also the id of line {first}; "
+                                        "--resume would skip one of them")
+    return check
 
 
-def parse_item(value: Any, path: str = "<input>", line: int = 0) -> BatchItem:
+def count_inputs(path: str | Path) -> int | None:
+    """How many input lines a file has (a quick pass over bytes, about 0.1 s per million lines),
+    or None when it is not a regular file (a pipe can be read only once)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    with p.open("rb") as file:
+        return sum(1 for raw in file if raw.strip())
+
+
+def parse_line(raw: bytes, path: str, line: int, index: int = 0) -> BatchItem | BadInput:
+    try:
+        text = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        return BadInput(line, ConfigError(f"not UTF-8 text (byte {exc.start + 1})", path=path, line=line), index)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        error = ConfigError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=line)
+        return BadInput(line, error, index)
+    try:
+        return parse_item(value, path, line, index)
+    except ConfigError as exc:
+        return BadInput(line, exc, index, value.get("id") if isinstance(value, dict) else None)
+
+
+def parse_item(value: Any, path: str = "<input>", line: int = 0, index: int = 0) -> BatchItem:
     if isinstance(value, str):
-        return BatchItem(line, Payload(prompt=value), {})
+        return BatchItem(line, Payload(prompt=value), {}, index)
     if not isinstance(value, dict) or not ({"input", "prompt", "messages"} & value.keys()):
         raise ConfigError("each line must be a JSON string or an object with an `input` field", path=path, line=line)
     fields = {k: v for k, v in value.items() if k in _PAYLOAD_KEYS}
@@ -66,7 +169,7 @@ def parse_item(value: Any, path: str = "<input>", line: int = 0) -> BatchItem:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or None
         raise ConfigError(first["msg"], path=path, line=line, field=field) from None
-    return BatchItem(line, payload, metadata)
+    return BatchItem(line, payload, metadata, index, value.get("id"))
 
 
 def llm_calls(run: RunResult) -> dict[str, ResultMessage]:
@@ -74,11 +177,11 @@ def llm_calls(run: RunResult) -> dict[str, ResultMessage]:
     return {node_id: r for node_id, r in run.results.items() if r.model_name is not None or r.attempts}
 
 
-def run_record(run: RunResult, payload: Payload, index: int | None = None) -> dict[str, Any]:
-    """The JSON-ready record a batch writes for one run."""
-    record: dict[str, Any] = {}
-    if index is not None:
-        record["index"] = index
+def run_record(
+    run: RunResult, payload: Payload, index: int | None = None, item: BatchItem | None = None
+) -> dict[str, Any]:
+    """The JSON-ready record a batch writes for one run (with `item`, where its input came from)."""
+    record: dict[str, Any] = _where(item, index)
     record["input"] = payload.text
     outputs = {node_id: r.content for node_id, r in run.outputs.items()}
     if len(outputs) == 1:
@@ -102,4 +205,34 @@ def run_record(run: RunResult, payload: Payload, index: int | None = None) -> di
     }
     if run.metadata:
         record["metadata"] = run.metadata
+    return record
+
+
+def bad_input_record(bad: BadInput) -> dict[str, Any]:
+    """The record written in place of a run for a line that is not a valid input (`--on-bad-input
+    skip`): the same keys as a run's, `ok` false, the error under `errors["input"]`."""
+    record = _where(bad, bad.index)
+    record.update({"input": None, "outputs": {}, "ok": False, "errors": {"input": str(bad.error)},
+                   "cost": 0.0, "tokens": 0, "wall_time": 0.0, "llm": {}})
+    return record
+
+
+def record_key(record: Any) -> InputKey | None:
+    """The key of the input a written record answers (see `input_key`); None if it names none."""
+    if not isinstance(record, dict):
+        return None
+    if record.get("id") is not None:
+        return input_key(record["id"], 0)
+    line = record.get("line")
+    return ("line", line) if isinstance(line, int) else None
+
+
+def _where(entry: BatchItem | BadInput | None, index: int | None) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    if index is not None:
+        record["index"] = index
+    if entry is not None:
+        record["line"] = entry.line
+        if entry.id is not None:
+            record["id"] = entry.id
     return record

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, TextIO, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
@@ -38,7 +38,8 @@ from amaos_llm import (
     ModelNotFound,
     ProviderError,
 )
-from graphs.batch import llm_calls, read_inputs, run_record
+from graphs.batch import check_inputs, llm_calls, run_record
+from graphs.batch_run import BatchSummary, OnBadInput, run_batch
 from graphs.errors import GraphError, RunFailed
 from graphs.model_check import check_models
 from graphs.pipeline import Pipeline, load_pipeline
@@ -126,6 +127,11 @@ def run(
     inputs: Annotated[Path | None, typer.Option(help="A JSONL file of inputs, one per line.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSONL records here.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Runs at a time with --inputs.")] = 16,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Skip the inputs already in --output (by `id`, else line number); append the rest.")] = False,
+    on_bad_input: Annotated[OnBadInput, typer.Option(
+        "--on-bad-input", help="At a line that is not a valid input: stop there, or write an error record "
+                               "for it and go on.")] = OnBadInput.stop,
     local_only: LocalOnly = False,
     config: ConfigPath = None,
     debug: Debug = False,
@@ -133,12 +139,18 @@ def run(
     """Run a pipeline on one input (--input) or on each line of a JSONL file (--inputs)."""
     if (input is None) == (inputs is None):
         raise typer.BadParameter("give exactly one of --input TEXT or --inputs FILE.jsonl")
+    if resume and (inputs is None or output is None):
+        raise typer.BadParameter("--resume needs --inputs FILE.jsonl and the --output FILE it appends to")
     with _errors_as_one_line(debug):
         loaded = load_pipeline(pipeline, local_only=True if local_only else None, config_path=config)
         if input is not None:
             ok = _run_interruptible(_run_one, loaded, input, output)
         elif inputs is not None:
-            ok = _run_interruptible(_run_batch, loaded, inputs, output, concurrency)
+            summary = _run_interruptible(
+                partial(run_batch, resume=resume, on_bad_input=on_bad_input), loaded, inputs, output, concurrency
+            )
+            _show_summary(summary, output)
+            ok = summary.ok
     if not ok:
         raise typer.Exit(1)
 
@@ -155,38 +167,14 @@ async def _run_one(pipeline: Pipeline, text: str, output: Path | None) -> bool:
     return result.ok
 
 
-async def _run_batch(pipeline: Pipeline, source: Path, output: Path | None, concurrency: int) -> bool:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    items = read_inputs(source)
-    failed = 0
-    spent = Decimal(0)
-    stream: TextIO = output.open("w", encoding="utf-8") if output is not None else sys.stdout
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("cost ${task.fields[cost]:.6f}"), TextColumn("[red]{task.fields[failed]} failed"))
-    try:
-        with Progress(*columns, console=Console(stderr=True), transient=output is None) as progress:
-            bar = progress.add_task(pipeline.name, total=len(items), cost=0.0, failed=0)
-
-            def finished(i: int, result: RunResult) -> None:
-                nonlocal failed, spent
-                failed += not result.ok
-                spent += result.total_cost
-                stream.write(json.dumps(run_record(result, items[i].payload, index=i)) + "\n")
-                stream.flush()
-                progress.update(bar, advance=1, cost=float(spent), failed=failed)
-
-            async with pipeline:
-                await pipeline.run_many(
-                    [item.payload for item in items], concurrency,
-                    metadata=[item.metadata for item in items], on_result=finished,
-                )
-    finally:
-        if output is not None:
-            stream.close()
-    summary = f"{len(items)} runs, {failed} failed, {_tokens_cost(None, spent)}"
-    Console(stderr=True).print(Text(summary, style="red" if failed else "green"))
-    return failed == 0
+def _show_summary(summary: BatchSummary, output: Path | None) -> None:
+    parts = [f"{summary.runs} runs", f"{summary.failed} failed"]
+    if summary.bad:
+        parts.append(f"{summary.bad} bad input line{'s' if summary.bad > 1 else ''}")
+    if summary.resumed:
+        parts.append(f"{summary.resumed} already in {output}")
+    parts.append(_tokens_cost(None, summary.cost))
+    Console(stderr=True).print(Text(", ".join(parts), style="green" if summary.ok else "red"))
 
 
 def _show_run(console: Console, result: RunResult) -> None:
@@ -274,35 +262,63 @@ def models(
 
 @app.command()
 def validate(
-    file: Annotated[Path, typer.Argument(help="A pipeline or a model_priority.yaml.")],
+    file: Annotated[Path | None, typer.Argument(help="A pipeline or a model_priority.yaml.")] = None,
+    inputs: Annotated[Path | None, typer.Option(help="A JSONL file of inputs to check, every line.")] = None,
     local_only: Annotated[
         bool, typer.Option("--local-only", help="Also check that a local model exists to run offline.")
     ] = False,
     debug: Debug = False,
 ) -> None:
-    """Check a pipeline or a model configuration file; prints `ok` or the first problem.
+    """Check a pipeline or a model configuration file (prints `ok` or the first problem), and/or
+    a JSONL inputs file (prints every bad line).
 
     Beyond the schema: a key written twice, nothing to route to, a missing model file, a
-    `force_model` no model answers to. An API key written in a file is a warning."""
+    `force_model` no model answers to. An API key written in a file is a warning. In an inputs
+    file, an `id` given twice is a warning (`run --resume` knows inputs by id)."""
+    if file is None and inputs is None:
+        raise typer.BadParameter("give a pipeline or model configuration FILE, --inputs FILE.jsonl, or both")
+    with _errors_as_one_line(debug):
+        if file is not None:
+            warnings, message = _check_config_file(file, local_only)
+            for warning in warnings:
+                typer.secho(f"warning: {warning}", fg="yellow", err=True)
+            Console().print(Text(message, style="green"))
+        if inputs is not None:
+            _check_inputs_file(inputs)
+
+
+def _check_config_file(file: Path, local_only: bool) -> tuple[list[str], str]:
     from amaos_llm.yaml_source import load_yaml
     from graphs.config_check import check_model_config, check_pipeline_models, require_local
 
-    with _errors_as_one_line(debug):
-        doc = load_yaml(file)
-        if isinstance(doc.data, dict) and "nodes" in doc.data:
-            pipeline = load_pipeline(file, local_only=True if local_only else None)
-            warnings = check_pipeline_models(doc, pipeline, local_only=local_only)
-            o = pipeline.orchestrator
-            message = f"ok: pipeline {pipeline.name!r}: {len(o.nodes)} nodes, {len(o.edges)} edges"
-        else:
-            check = check_model_config(file)
-            if local_only or check.config.routing.local_only:
-                require_local(check)
-            warnings = check.warnings
-            message = f"ok: model configuration: {len(check.config.models)} models"
-    for warning in warnings:
+    doc = load_yaml(file)
+    if isinstance(doc.data, dict) and "nodes" in doc.data:
+        pipeline = load_pipeline(file, local_only=True if local_only else None)
+        warnings = check_pipeline_models(doc, pipeline, local_only=local_only)
+        o = pipeline.orchestrator
+        return warnings, f"ok: pipeline {pipeline.name!r}: {len(o.nodes)} nodes, {len(o.edges)} edges"
+    check = check_model_config(file)
+    if local_only or check.config.routing.local_only:
+        require_local(check)
+    return check.warnings, f"ok: model configuration: {len(check.config.models)} models"
+
+
+def _check_inputs_file(path: Path) -> None:
+    """Every bad line of an inputs file, one line each on stderr (the first 20, then a count)."""
+    check = check_inputs(path)
+    for warning in check.duplicates:
         typer.secho(f"warning: {warning}", fg="yellow", err=True)
-    Console().print(Text(message, style="green"))
+    if check.duplicate_count > len(check.duplicates):
+        typer.secho(f"warning: ... and {check.duplicate_count - len(check.duplicates)} more ids given twice",
+                    fg="yellow", err=True)
+    for error in check.bad:
+        _say_error(error)
+    if check.bad_count:
+        more = check.bad_count - len(check.bad)
+        _say_error(f"{path}: {check.bad_count} bad line{'s' if check.bad_count > 1 else ''}"
+                   + (f" ({more} more not shown)" if more else "") + f", {check.inputs} good")
+        raise typer.Exit(2)
+    Console().print(Text(f"ok: inputs: {check.inputs} line{'' if check.inputs == 1 else 's'}", style="green"))
 
 
 @app.command()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -28,6 +28,7 @@ from graphs.events import EventBus, Listener
 from graphs.mermaid import to_mermaid
 from graphs.results import RunResult
 from graphs.scheduler import RunSettings, execute
+from graphs.streaming import MapStream, map_stream
 from graphs.topology import Edge, Plan, Topology, When
 from nodes import Node, Payload
 
@@ -158,6 +159,47 @@ class GraphOrchestrator:
         self._run_settings[key] = self._last_settings = settings
         return settings
 
+    def iter_runs(
+        self,
+        inputs: Iterable[RunInput] | AsyncIterable[RunInput],
+        concurrency: int = 16,
+        *,
+        ordered: bool = True,
+        max_pending: int | None = None,
+    ) -> MapStream[tuple[Payload, ...], RunResult]:
+        """Run the graph once per input, streaming: `(index, RunResult)` as runs finish.
+
+            async with orchestrator.iter_runs(inputs, 16) as runs:
+                async for index, run in runs:
+                    ...
+
+        `inputs` (an iterable or an async iterable) is consumed lazily; at most `concurrency`
+        runs are in flight. With `ordered`, results come in input order; runs that finish early
+        wait in a reorder buffer, and `max_pending` (default 4 × `concurrency`) bounds the runs
+        started and not yet handed out: when it is reached, intake waits, so memory stays flat
+        however many inputs there are. A bad input stops intake: the runs before it finish and
+        are handed out, then its `ValueError`/`TypeError` is raised. A `fail_fast` run that stops
+        yields its partial result (`RunFailed.result`). See `graphs.streaming` for why this is
+        an `async with` rather than a bare async generator."""
+        if isinstance(inputs, (str, Payload, Mapping)):
+            raise TypeError("iter_runs takes an iterable of inputs; for one input, use run()")
+        plan = self.plan
+        settings = self._settings(None)
+        if isinstance(inputs, AsyncIterable):
+            prepared: Iterable[tuple[Payload, ...]] | AsyncIterable[tuple[Payload, ...]] = _async_payloads(plan, inputs)
+        else:
+            prepared = (_payloads(plan, item) for item in inputs)
+
+        async def one(payloads: tuple[Payload, ...]) -> RunResult:
+            if not self._initialized:
+                await self._initialize_once()
+            try:
+                return await execute(plan, payloads, self._run_id(), {}, settings)
+            except RunFailed as exc:
+                return exc.result
+
+        return map_stream(prepared, one, concurrency, ordered=ordered, max_pending=max_pending)
+
     async def run_many(
         self,
         inputs: Iterable[RunInput],
@@ -167,8 +209,9 @@ class GraphOrchestrator:
         on_result: Callable[[int, RunResult], None] | None = None,
     ) -> list[RunResult]:
         """Run the graph once per input, at most `concurrency` runs at a time; results in input
-        order. `on_result(index, result)` is called as each run finishes. A `fail_fast` run that
-        stops contributes its partial result (`RunFailed.result`)."""
+        order, all kept (`iter_runs` streams them instead). `on_result(index, result)` is called
+        as each run finishes. A `fail_fast` run that stops contributes its partial result
+        (`RunFailed.result`). A bad input fails before any run starts."""
         items = list(inputs)
         if metadata is not None and len(metadata) != len(items):
             raise ValueError(f"{len(items)} inputs but {len(metadata)} metadata entries")
@@ -179,23 +222,22 @@ class GraphOrchestrator:
         if not self._initialized:
             await self._initialize_once()
         settings = self._settings(None)
-        results: list[RunResult | None] = [None] * len(items)
-        queue = iter(range(len(items)))
 
-        async def worker() -> None:
-            for i in queue:  # shared iterator: each worker takes the next index
-                try:
-                    run_metadata = dict(metadata[i] or {}) if metadata else {}
-                    result = await execute(plan, payloads[i], self._run_id(), run_metadata, settings)
-                except RunFailed as exc:
-                    result = exc.result
+        async def one(i: int) -> RunResult:
+            try:
+                run_metadata = dict(metadata[i] or {}) if metadata else {}
+                return await execute(plan, payloads[i], self._run_id(), run_metadata, settings)
+            except RunFailed as exc:
+                return exc.result
+
+        results: list[RunResult | None] = [None] * len(items)
+        # Every result is kept anyway: a window as wide as the batch never stalls a worker.
+        async with map_stream(range(len(items)), one, concurrency, ordered=False,
+                              max_pending=max(1, len(items))) as runs:
+            async for i, result in runs:
                 results[i] = result
                 if on_result is not None:
                     on_result(i, result)
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(concurrency, len(items))):
-                tg.start_soon(worker)
         return [r for r in results if r is not None]
 
     # -- observing ----------------------------------------------------------------------------
@@ -263,6 +305,11 @@ def _payloads(plan: Plan, inputs: RunInput) -> tuple[Payload, ...]:
             raise ValueError(f"no input for root node(s) {', '.join(missing)}; give one per root or one for all")
         return tuple(_payload(inputs[plan.steps[r].node_id]) for r in plan.roots)
     return (_payload(inputs),) * len(plan.roots)
+
+
+async def _async_payloads(plan: Plan, inputs: AsyncIterable[RunInput]) -> AsyncIterator[tuple[Payload, ...]]:
+    async for item in inputs:
+        yield _payloads(plan, item)
 
 
 async def _raising(exc: BaseException) -> RunResult:

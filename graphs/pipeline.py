@@ -18,7 +18,7 @@ to the YAML file. Every problem is a `ConfigError` naming the file, the line and
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,7 +30,8 @@ from amaos_llm.yaml_source import YamlDocument, config_error, format_loc, load_y
 from graphs.errors import TopologyError
 from graphs.orchestrator import GraphOrchestrator, RunInput
 from graphs.results import RunResult
-from nodes import Condition, Node, NodeConfig, node_class
+from graphs.streaming import MapStream
+from nodes import Condition, Node, NodeConfig, Payload, node_class
 
 
 class NodeSpec(BaseModel):
@@ -139,6 +140,12 @@ class Pipeline:
 
     async def run_many(self, inputs: Iterable[RunInput], concurrency: int = 16, **kwargs: Any) -> list[RunResult]:
         return await self.orchestrator.run_many(inputs, concurrency, **kwargs)
+
+    def iter_runs(
+        self, inputs: Iterable[RunInput] | AsyncIterable[RunInput], concurrency: int = 16, **kwargs: Any
+    ) -> MapStream[tuple[Payload, ...], RunResult]:
+        """See `GraphOrchestrator.iter_runs`."""
+        return self.orchestrator.iter_runs(inputs, concurrency, **kwargs)
 
     async def initialize(self) -> None:
         await self.orchestrator.initialize()

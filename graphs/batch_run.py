@@ -1,0 +1,228 @@
+"""`amaos-llm run --inputs IN [--output OUT]`: a pipeline over a JSONL file, streamed.
+
+The inputs are read a line at a time and run `concurrency` at a time (`graphs.streaming`); each
+record is written, in input order, as soon as its turn comes, in one unbuffered write. Memory is
+therefore flat in the number of inputs, and a crash loses only the runs in flight.
+
+- `resume`: the inputs already answered in OUT (by `id`, else line number) are skipped and the
+  rest appended; a last line a crash left half-written is cut off, and its input runs again.
+- `on_bad_input`: at a line that is not a valid input, `stop` ends the run there (every finished
+  record written, the error naming file:line; `resume` then goes on from that line), `skip`
+  writes an error record for it and goes on.
+- An output that cannot be written (a directory, a full disk) is a `ConfigError` naming it: the
+  runs stop, and every record counted as written is whole on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from amaos_llm import ConfigError
+from graphs.batch import (
+    BadInput,
+    BatchItem,
+    InputKey,
+    bad_input_record,
+    count_inputs,
+    read_lines,
+    record_key,
+    run_record,
+)
+from graphs.errors import RunFailed
+from graphs.pipeline import Pipeline
+from graphs.results import RunResult
+from graphs.streaming import map_stream
+
+
+class OnBadInput(str, Enum):
+    stop = "stop"
+    skip = "skip"
+
+
+@dataclass
+class BatchSummary:
+    runs: int = 0  # runs made by this command
+    failed: int = 0  # of which failed
+    bad: int = 0  # bad input lines written as error records (`skip`)
+    resumed: int = 0  # records already in the output (`resume`)
+    cost: Decimal = Decimal(0)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.bad
+
+
+class DoneInputs:
+    """The keys of the inputs the output already answers. Line numbers take a bit each, so a
+    resumed million-line file costs 125 kB here, not a set of a million ints."""
+
+    def __init__(self) -> None:
+        self._lines = bytearray()
+        self._ids: set[str] = set()
+        self.count = 0
+
+    def add(self, key: InputKey) -> None:
+        kind, value = key
+        if kind == "line":
+            byte, bit = divmod(value, 8)
+            if byte >= len(self._lines):
+                self._lines.extend(bytes(byte + 1 - len(self._lines) + len(self._lines) // 2))
+            self._lines[byte] |= 1 << bit
+        else:
+            self._ids.add(value)
+        self.count += 1
+
+    def __contains__(self, key: InputKey) -> bool:
+        kind, value = key
+        if kind == "line":
+            byte, bit = divmod(value, 8)
+            return byte < len(self._lines) and bool(self._lines[byte] >> bit & 1)
+        return value in self._ids
+
+
+class RecordWriter:
+    """JSONL records to a file, each in one unbuffered write: on disk, or reported as not."""
+
+    def __init__(self, path: Path, *, resume: bool) -> None:
+        self.path = path
+        self.done = DoneInputs()
+        self.written = 0
+        if resume and path.is_file():  # never read a device such as /dev/full: it has no end
+            self._read_done()
+        try:
+            # No buffer: a record is written whole when `write` returns, nothing waits in memory for a flush.
+            self._file: BinaryIO | None = open(path, "ab" if resume else "wb", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise ConfigError(f"cannot write: {exc.strerror or exc}", path=str(path)) from None
+
+    def _read_done(self) -> None:
+        """The keys of the whole records in the file; a half-written last line is cut off."""
+        end = 0  # where the last whole line ends
+        with self.path.open("rb") as file:
+            for number, raw in enumerate(file, start=1):
+                if not raw.endswith(b"\n"):
+                    break  # a crash stopped this write half-way: its input runs again
+                end += len(raw)
+                if not raw.strip():
+                    continue
+                try:
+                    key = record_key(json.loads(raw))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    key = None
+                if key is None:
+                    raise ConfigError("not a record of this command: --resume cannot tell which input it "
+                                      "answers", path=str(self.path), line=number)
+                self.done.add(key)
+        if end < self.path.stat().st_size:
+            os.truncate(self.path, end)
+
+    def write(self, record: dict[str, Any]) -> None:
+        assert self._file is not None
+        data = memoryview((json.dumps(record) + "\n").encode())
+        try:
+            while data:  # a full disk may take part of a record: the rest fails, and --resume cuts it off
+                data = data[self._file.write(data) or 0:]
+        except OSError as exc:
+            why = f"cannot write: {exc.strerror or exc}"
+            if self.written:
+                why += f"; every record before it is whole ({self.written} written): run again with --resume to go on"
+            raise ConfigError(why, path=str(self.path)) from None
+        self.written += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()  # unbuffered: nothing is left to flush, so closing cannot fail on a full disk
+            self._file = None
+
+
+class _StdoutWriter:
+    def __init__(self) -> None:
+        self.done = DoneInputs()  # stays empty: --resume needs an output file
+        self.written = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()
+        self.written += 1
+
+    def close(self) -> None:
+        pass
+
+
+async def run_batch(
+    pipeline: Pipeline,
+    source: Path,
+    output: Path | None,
+    concurrency: int,
+    *,
+    resume: bool = False,
+    on_bad_input: OnBadInput = OnBadInput.stop,
+) -> BatchSummary:
+    """Run `pipeline` on each input of `source`, writing records to `output` (None: stdout) with
+    a progress bar and the running cost on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    writer: RecordWriter | _StdoutWriter = RecordWriter(output, resume=resume) if output else _StdoutWriter()
+    done, summary = writer.done, BatchSummary(resumed=writer.done.count)
+    # The total costs a quick pass over the file (0.1 s per million lines), nothing next to the runs,
+    # and gives the bar its percentage and the time left; a pipe, which can be read once, has none.
+    total = count_inputs(source)
+    lines = read_lines(source)
+
+    def todo() -> Iterator[BatchItem | BadInput]:
+        for entry in lines:
+            if done.count and entry.key in done:
+                continue
+            if isinstance(entry, BadInput) and on_bad_input is OnBadInput.stop:
+                raise entry.error  # the stream hands out every run before this line, then raises it
+            yield entry
+
+    orchestrator = pipeline.orchestrator
+
+    async def one(entry: BatchItem | BadInput) -> tuple[BatchItem | BadInput, RunResult | None]:
+        if isinstance(entry, BadInput):
+            return entry, None
+        try:
+            return entry, await orchestrator.run(entry.payload, metadata=entry.metadata)
+        except RunFailed as exc:  # a fail_fast pipeline: its partial result is the record
+            return entry, exc.result
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("cost ${task.fields[cost]:.6f}"), TextColumn("[red]{task.fields[failed]} failed"))
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=output is None) as progress:
+            bar = progress.add_task(pipeline.name, total=total, completed=min(done.count, total or done.count),
+                                    cost=0.0, failed=0)
+            async with pipeline, map_stream(todo(), one, concurrency) as runs:
+                async for _, (entry, result) in runs:
+                    if result is None:
+                        assert isinstance(entry, BadInput)
+                        writer.write(bad_input_record(entry))
+                        summary.bad += 1
+                    else:
+                        assert isinstance(entry, BatchItem)
+                        writer.write(run_record(result, entry.payload, entry.index, entry))
+                        summary.runs += 1
+                        summary.failed += not result.ok
+                        summary.cost += result.total_cost
+                    progress.update(bar, advance=1, cost=float(summary.cost), failed=summary.failed + summary.bad)
+    except ConfigError as exc:
+        if output is None or exc.line is None or exc.path != str(source):
+            raise
+        # Stopped at a bad line: say how to go on from there.
+        raise ConfigError(f"{exc.reason}; the runs before it are in {output}: fix the line (or use "
+                          "--on-bad-input skip) and run again with --resume", path=exc.path, line=exc.line,
+                          field=exc.field) from None
+    finally:
+        lines.close()
+        writer.close()
+    return summary

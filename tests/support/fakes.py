@@ -14,6 +14,8 @@ Each fake records every request in ``fake.requests`` and can misbehave on demand
     fake.malformed = True             # 200 with a body that is not JSON
     fake.stream_fault = "error"       # streams: the wire's error event after the first delta
     fake.stream_fault = "cut"         # streams: connection dropped after the first delta
+    fake.reply_fault = "hang_up"      # the connection closed after the request, no reply at all
+    fake.reply_fault = "cut"          # a plain reply cut off after half its body
 
 Start with ``with OpenAIFake() as fake:`` (or the fixtures in ``tests.support.fixtures``);
 ``fake.url`` is the base URL in the form the SDK wants.
@@ -94,6 +96,7 @@ class FakeServer:
         self.delay = 0.0
         self.malformed = False
         self.stream_fault: Literal["error", "cut"] | None = None
+        self.reply_fault: Literal["hang_up", "cut"] | None = None
         self._failure: tuple[int, str | None, str | None] | None = None
         self._fail_times: int | None = None
         self._lock = threading.Lock()
@@ -190,6 +193,7 @@ class FakeServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # the listen backlog: hundreds of clients may connect at once
     block_on_close = False  # a handler asleep in `delay` must not hold up stop()
     fake: FakeServer
 
@@ -241,7 +245,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         failure = fake._take_failure()
-        if failure is not None:
+        if fake.reply_fault == "hang_up":
+            self.close_connection = True
+        elif failure is not None:
             status, retry_after, message = failure
             headers = {"retry-after": retry_after} if retry_after is not None else {}
             body = fake.error_body(status, message or f"fake failure {status}")
@@ -281,6 +287,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if self.server.fake.reply_fault == "cut":
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True  # fewer bytes than content-length, then EOF
+            return
         self.wfile.write(data)
 
 

@@ -11,6 +11,7 @@ Each fake records every request in ``fake.requests`` and can misbehave on demand
     fake.fail(429, retry_after="7")   # every request: 429 with the wire's error body
     fake.fail(500, times=2)           # the next two requests fail, then it answers
     fake.delay = 5.0                  # sleep before answering
+    fake.hold_until = 500             # answer nothing until 500 requests have arrived
     fake.malformed = True             # 200 with a body that is not JSON
     fake.stream_fault = "error"       # streams: the wire's error event after the first delta
     fake.stream_fault = "cut"         # streams: connection dropped after the first delta
@@ -94,12 +95,14 @@ class FakeServer:
         self.reply: str | None = None
         self.extra_usage: dict[str, int] = {}  # merged into the wire's usage object
         self.delay = 0.0
+        self.hold_until = 0
         self.malformed = False
         self.stream_fault: Literal["error", "cut"] | None = None
         self.reply_fault: Literal["hang_up", "cut"] | None = None
         self._failure: tuple[int, str | None, str | None] | None = None
         self._fail_times: int | None = None
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self.peak_connections = 0  # most client connections open at once
@@ -138,6 +141,8 @@ class FakeServer:
         if self._server is None:
             return
         self._stopping.set()
+        with self._arrived:
+            self._arrived.notify_all()
         self._server.shutdown()
         with self._lock:
             for conn in list(self._connections):
@@ -239,8 +244,11 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         req = Recorded(self.command, url.path, dict(parse_qsl(url.query)),
                        {k.lower(): v for k, v in self.headers.items()}, body)
-        with fake._lock:
+        with fake._arrived:
             fake.requests.append(req)
+            fake._arrived.notify_all()
+            # bounded, so a test that never sends enough fails on its assertions instead of hanging
+            fake._arrived.wait_for(lambda: len(fake.requests) >= fake.hold_until or fake._stopping.is_set(), 60)
         if fake.delay and fake._stopping.wait(fake.delay):
             self.close_connection = True
             return

@@ -162,7 +162,7 @@ async def test_500_concurrent_calls_all_answer_on_at_most_max_connections(
 ) -> None:
     if transport == "default":
         without_aiohttp(monkeypatch)
-    fake.delay = 0.02  # every call holds its connection a while, so they pile up
+    fake.hold_until, fake.delay = 20, 0.02  # the first 20 fill the pool; every call then holds it a while
     provider = make(wire, fake.url, max_connections=20)
     try:
         replies = await concurrent_calls(provider, 500)
@@ -175,7 +175,7 @@ async def test_500_concurrent_calls_all_answer_on_at_most_max_connections(
 
 @every_wire
 async def test_500_concurrent_calls_on_the_default_pool_each_get_a_connection(wire: Wire, fake: FakeServer) -> None:
-    fake.delay = 0.1  # long enough for all 500 to be in flight at once
+    fake.hold_until = 500  # no answer before all 500 are in flight
     provider = make(wire, fake.url)
     try:
         replies = await concurrent_calls(provider, 500)

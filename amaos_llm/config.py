@@ -64,7 +64,8 @@ class ModelSpec(BaseModel):
     cost_per_1k_input: Price | None = Field(default=None, ge=0)
     cost_per_1k_output: Price | None = Field(default=None, ge=0)
     api_key_env: str | None = None
-    max_connections: int | None = Field(default=None, ge=1)  # HTTP pool size; None: the SDK's default
+    max_connections: int | None = Field(default=None, ge=1)  # HTTP pool size; None: 1,000
+    http_transport: Literal["aiohttp", "default"] | None = None  # None: aiohttp when installed, else the SDK's
     api_key: SecretStr | None = None  # for code; YAML should name an env var instead
     # embedded model settings
     model_path: str | None = None

@@ -1,7 +1,8 @@
-"""A loopback OpenAI chat-completions server that is never the bottleneck.
+"""A loopback server for the four HTTP wires that is never the bottleneck.
 
-It answers every `POST .../chat/completions` with the same canned `chat.completion` (usage
-included) and `GET .../models` with a one-model list, over keep-alive HTTP/1.1. A bare
+It answers every generation POST with the same canned reply in its wire's shape, usage included:
+`.../chat/completions` (OpenAI), `.../messages` (Anthropic), `...:generateContent` (Gemini) and
+`/api/chat` (Ollama); `GET .../models` gets a one-model list; all over keep-alive HTTP/1.1. A bare
 `asyncio.Protocol` with no parsing beyond the request line and `Content-Length` serves tens of
 thousands of requests a second on one core, far more than any client here sends.
 
@@ -26,6 +27,21 @@ _COMPLETION = json.dumps({
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
 }).encode()
+_MESSAGE = json.dumps({
+    "id": "msg_bench", "type": "message", "role": "assistant", "model": MODEL, "stop_sequence": None,
+    "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+    "usage": {"input_tokens": 12, "output_tokens": 1},
+}).encode()
+_GENERATE = json.dumps({
+    "candidates": [{"content": {"parts": [{"text": "ok"}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+    "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 1, "totalTokenCount": 13},
+    "modelVersion": MODEL, "responseId": "bench",
+}).encode()
+_CHAT = json.dumps({
+    "model": MODEL, "created_at": "2026-01-01T00:00:00Z", "message": {"role": "assistant", "content": "ok"},
+    "done": True, "done_reason": "stop", "total_duration": 1000, "load_duration": 100, "prompt_eval_count": 12,
+    "prompt_eval_duration": 200, "eval_count": 1, "eval_duration": 700,
+}).encode()
 _MODELS = json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "bench"}]}).encode()
 _NOT_FOUND = json.dumps({"error": {"message": "not found", "type": "invalid_request_error", "code": None}}).encode()
 
@@ -35,11 +51,23 @@ def _response(status: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
+# (method, how the path ends) → the whole response
 _ANSWERS = {
-    b"POST": _response("200 OK", _COMPLETION),
-    b"GET": _response("200 OK", _MODELS),
+    (b"POST", b"/chat/completions"): _response("200 OK", _COMPLETION),
+    (b"POST", b"/messages"): _response("200 OK", _MESSAGE),
+    (b"POST", b":generatecontent"): _response("200 OK", _GENERATE),  # the head is lower-cased
+    (b"POST", b"/api/chat"): _response("200 OK", _CHAT),
+    (b"GET", b"/models"): _response("200 OK", _MODELS),
 }
 _MISSING = _response("404 Not Found", _NOT_FOUND)
+
+
+def _answer(method: bytes, path: bytes) -> bytes:
+    path = path.partition(b"?")[0]
+    for (verb, end), answer in _ANSWERS.items():
+        if method == verb and path.endswith(end):
+            return answer
+    return _MISSING
 
 
 def _content_length(head: bytes) -> int:
@@ -70,10 +98,8 @@ class _Http(asyncio.Protocol):
                 return  # the body is still arriving
             del buf[:end + 4 + length]
             method, _, rest = head.partition(b" ")
-            path = rest.partition(b" ")[0]
-            known = path.endswith(b"/chat/completions") or path.endswith(b"/models")
             assert self._transport is not None
-            self._transport.write(_ANSWERS.get(method.upper(), _MISSING) if known else _MISSING)
+            self._transport.write(_answer(method.upper(), rest.partition(b" ")[0]))
 
 
 async def serve(port: int = 0) -> None:

@@ -7,6 +7,7 @@ calls these functions with what it could read: the status, a short message, `Ret
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -78,6 +79,9 @@ def sdk_errors(sdk: Any, provider: str, redact: Callable[[str], str], url: Calla
             exc.body,
         ) from exc
     except (sdk.APITimeoutError, httpx2.TimeoutException) as exc:
+        fault = aiohttp_connection_fault(exc)
+        if fault is not None:
+            raise connection_error(provider, redact(describe(fault)), url=redact(url())) from exc
         raise timeout_error(provider, redact(describe(exc))) from exc
     except (sdk.APIConnectionError, httpx2.TransportError, ConnectionError) as exc:
         raise connection_error(provider, redact(describe(exc)), url=redact(url())) from exc
@@ -85,6 +89,24 @@ def sdk_errors(sdk: Any, provider: str, redact: Callable[[str], str], url: Calla
         raise malformed_reply(provider, redact(describe(exc))) from exc
     except sdk.APIError as exc:  # any other failure the SDK reports about the reply
         raise error_for_status(provider, None, redact(body_message(exc.body or exc.message))) from exc
+
+
+def aiohttp_connection_fault(exc: BaseException) -> BaseException | None:
+    """The aiohttp connection failure behind a timeout `exc`, when it was not a timeout at all.
+
+    The aiohttp transports for httpx (openai's vendored copy, `httpx-aiohttp` for ollama) turn
+    aiohttp's `ClientConnectionError`, hence a refused or dropped connection, into `ConnectTimeout`,
+    so the SDK reports a timeout where the connection failed; the aiohttp error is kept as a cause.
+    """
+    aiohttp = sys.modules.get("aiohttp")  # not imported here: only a loaded aiohttp can have raised
+    if aiohttp is None:
+        return None
+    cause = exc.__cause__
+    while cause is not None and not isinstance(cause, aiohttp.ClientError):
+        cause = cause.__cause__
+    if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+        return cause
+    return None
 
 
 def connection_error(provider: str, detail: str, *, url: str) -> ProviderConnectionError:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from amaos_llm.errors import ProviderError
 from amaos_llm.providers._http_errors import sdk_errors
+from amaos_llm.providers._transport import stainless_http_client
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 
 if TYPE_CHECKING:
@@ -29,15 +30,12 @@ class AnthropicProvider(Provider):
     def _client(self) -> anthropic.AsyncAnthropic:
         if self._sdk_client is None:
             import anthropic
-            import httpx2
 
             key = self.required_key()
-            kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
+            http_client = stainless_http_client(self.spec, anthropic)
+            kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0, "http_client": http_client}
             if self.spec.base_url:
                 kwargs["base_url"] = self.spec.base_url
-            limits = self.http_limits(httpx2)
-            if limits is not None:  # the SDK's client class, on httpx2 despite its name
-                kwargs["http_client"] = anthropic.DefaultAsyncHttpxClient(limits=limits)
             self._sdk_client = anthropic.AsyncAnthropic(**kwargs)
         return self._sdk_client
 
@@ -51,14 +49,15 @@ class AnthropicProvider(Provider):
         ]
         extra = {**self.spec.options, **request.options, "temperature": request.temperature}
         client = self._client()
-        with self._errors():
-            message = await client.messages.create(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                messages=messages,  # type: ignore[arg-type]
-                **({"system": system} if system else {}),
-                extra_body=extra,
-            )
+        async with self.http_slots():
+            with self._errors():
+                message = await client.messages.create(
+                    model=request.model,
+                    max_tokens=request.max_tokens,
+                    messages=messages,  # type: ignore[arg-type]
+                    **({"system": system} if system else {}),
+                    extra_body=extra,
+                )
         usage = message.usage
         cached = (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
         return ProviderReply(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from amaos_llm.errors import AuthenticationError
+from amaos_llm.providers._transport import pool_limits, pool_size
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -76,12 +77,22 @@ class Provider(ABC):
     async def _close_client(self, client: Any) -> None:
         await client.close()
 
+    # The FIFO gate in front of the HTTP pool, one slot per connection (see `_transport`).
+    _slots: Any = None
+
+    def http_slots(self) -> Any:
+        """An `anyio.Semaphore` of the pool's size that every generation call of an HTTP provider
+        holds while it runs: calls beyond the pool wait here in arrival order. Built on first use."""
+        if self._slots is None:
+            import anyio
+
+            # fast_acquire: a free slot is taken without a trip through the event loop
+            self._slots = anyio.Semaphore(pool_size(self.spec), fast_acquire=True)
+        return self._slots
+
     def http_limits(self, httpx_module: Any) -> Any:
-        """`Limits` for the SDK's HTTP pool from `max_connections`, or None for the SDK's own.
-        A smaller pool queues requests instead of opening hundreds of sockets, which at high
-        concurrency is faster too (the pool's bookkeeping grows with connections × waiters)."""
-        n = self.spec.max_connections
-        return None if n is None else httpx_module.Limits(max_connections=n, max_keepalive_connections=n)
+        """`httpx_module.Limits` for the SDK's pool: `max_connections` (default 1,000), all kept alive."""
+        return pool_limits(self.spec, httpx_module)
 
     def required_key(self) -> str:
         """The API key, or an `AuthenticationError` naming the variable to set."""

@@ -24,9 +24,11 @@ from amaos_llm.providers._http_errors import (
     retry_after_seconds,
     timeout_error,
 )
+from amaos_llm.providers._transport import choose_transport, pool_limits, pool_size
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 
 if TYPE_CHECKING:
+    import aiohttp
     from google import genai
     from google.genai import types
 
@@ -37,6 +39,7 @@ class GoogleProvider(Provider):
 
     # Held for the provider's life: calls through a dropped `genai.Client` fail as "client closed".
     _sdk_client: genai.Client | None = None
+    _session: aiohttp.ClientSession | None = None  # ours when on aiohttp: the SDK leaves it open
 
     def _client(self) -> genai.Client:
         if self._sdk_client is None:
@@ -45,14 +48,25 @@ class GoogleProvider(Provider):
             from google.genai import types
 
             key = self.required_key()
-            options: dict[str, Any] = {}
+            # No retries of its own: on aiohttp, without retry options, the SDK silently sends a
+            # request again 1-10 s after a connection error.
+            options: dict[str, Any] = {"retry_options": types.HttpRetryOptions(attempts=1)}
             if self.spec.base_url:
                 options["base_url"] = self.spec.base_url
-            limits = self.http_limits(httpx2)
-            if limits is not None:
-                options["async_client_args"] = {"limits": limits}
-            http_options = types.HttpOptions(**options) if options else None
-            self._sdk_client = genai.Client(api_key=key, http_options=http_options)
+            if choose_transport(self.spec) == "aiohttp":
+                # Our own session: the SDK's would have no connection limit (and is built from a
+                # subclass of ClientSession, which aiohttp deprecates with a warning).
+                import aiohttp
+
+                connector = aiohttp.TCPConnector(limit=pool_size(self.spec))
+                self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+                options["aiohttp_client"] = self._session
+            else:
+                # An explicit transport is how google-genai is told to stay on httpx2 although
+                # aiohttp is installed (e.g. under trio, or with http_transport: default).
+                limits = pool_limits(self.spec, httpx2)
+                options["async_client_args"] = {"transport": httpx2.AsyncHTTPTransport(limits=limits)}
+            self._sdk_client = genai.Client(api_key=key, http_options=types.HttpOptions(**options))
         return self._sdk_client
 
     async def complete(self, request: ProviderRequest) -> ProviderReply:
@@ -63,12 +77,13 @@ class GoogleProvider(Provider):
             for m in request.messages
             if m.role != "system"
         ]
-        with self._errors():
-            response = await client.aio.models.generate_content(
-                model=request.model,
-                contents=contents,  # type: ignore[arg-type]
-                config=config,
-            )
+        async with self.http_slots():
+            with self._errors():
+                response = await client.aio.models.generate_content(
+                    model=request.model,
+                    contents=contents,  # type: ignore[arg-type]
+                    config=config,
+                )
         candidate = response.candidates[0] if response.candidates else None
         parts = (candidate.content.parts if candidate and candidate.content else None) or []
         usage = response.usage_metadata
@@ -119,6 +134,9 @@ class GoogleProvider(Provider):
     async def _close_client(self, client: genai.Client) -> None:
         await client.aio.aclose()
         client.close()  # the sync transport is built eagerly too
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -132,7 +150,8 @@ class GoogleProvider(Provider):
         # only be raised when the module is already loaded.
         aiohttp = sys.modules.get("aiohttp")
         aio_timeouts = (aiohttp.ServerTimeoutError,) if aiohttp is not None else ()
-        aio_connections = (aiohttp.ClientConnectionError,) if aiohttp is not None else ()
+        # a reply cut off mid-body is a ClientPayloadError, not a ClientConnectionError
+        aio_connections = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) if aiohttp is not None else ()
         name = self.spec.provider
         try:
             yield

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from amaos_llm.errors import ProviderError
 from amaos_llm.providers._http_errors import (
+    aiohttp_connection_fault,
     connection_error,
     describe,
     error_for_status,
     malformed_reply,
     timeout_error,
 )
+from amaos_llm.providers._transport import choose_transport, pool_limits
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 
 if TYPE_CHECKING:
@@ -36,8 +38,15 @@ class OllamaProvider(Provider):
             import httpx
             import ollama
 
-            limits = self.http_limits(httpx)  # ollama passes extra arguments on to httpx
-            extra = {"limits": limits} if limits is not None else {}
+            # ollama passes extra arguments on to its httpx client; a transport replaces httpx's
+            # own pool, so the limits go to the transport then.
+            limits = pool_limits(self.spec, httpx)
+            if choose_transport(self.spec, "httpx_aiohttp") == "aiohttp":
+                from httpx_aiohttp import AiohttpTransport
+
+                extra: dict[str, Any] = {"transport": AiohttpTransport(limits=limits)}
+            else:
+                extra = {"limits": limits}
             self._sdk_client = ollama.AsyncClient(host=self.spec.base_url, **extra)
         return self._sdk_client
 
@@ -49,13 +58,14 @@ class OllamaProvider(Provider):
         if request.seed is not None:
             options["seed"] = request.seed
         client = self._client()
-        with self._errors():
-            reply = await client.chat(
-                model=request.model,
-                messages=[{"role": m.role, "content": m.content} for m in request.messages],
-                options=options,
-                keep_alive=keep_alive,
-            )
+        async with self.http_slots():
+            with self._errors():
+                reply = await client.chat(
+                    model=request.model,
+                    messages=[{"role": m.role, "content": m.content} for m in request.messages],
+                    options=options,
+                    keep_alive=keep_alive,
+                )
         return ProviderReply(
             content=reply.message.content or "",
             input_tokens=reply.prompt_eval_count or 0,
@@ -85,7 +95,8 @@ class OllamaProvider(Provider):
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """SDK exceptions → `amaos_llm.errors`. Ollama lets builtin `ConnectionError` (refused) and
-        raw httpx errors (reset, cut) escape; `Retry-After` is not readable through the SDK."""
+        raw httpx errors (reset, cut) escape, on aiohttp too (its transport raises httpx's errors);
+        `Retry-After` is not readable through the SDK."""
         import httpx
         import ollama
         import pydantic
@@ -96,6 +107,9 @@ class OllamaProvider(Provider):
         except ollama.ResponseError as exc:
             raise error_for_status(name, exc.status_code, self.redact(str(exc.error))) from exc
         except httpx.TimeoutException as exc:
+            fault = aiohttp_connection_fault(exc)
+            if fault is not None:
+                raise connection_error(name, self.redact(describe(fault)), url=self.redact(self._base_url())) from exc
             raise timeout_error(name, self.redact(describe(exc))) from exc
         except (httpx.TransportError, ConnectionError) as exc:
             raise connection_error(name, self.redact(describe(exc)), url=self.redact(self._base_url())) from exc

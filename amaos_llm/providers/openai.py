@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from amaos_llm.errors import ProviderError
 from amaos_llm.providers._http_errors import sdk_errors
+from amaos_llm.providers._transport import stainless_http_client
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 
 if TYPE_CHECKING:
@@ -32,19 +33,16 @@ class OpenAIProvider(Provider):
 
     def _client(self) -> openai.AsyncOpenAI:
         if self._sdk_client is None:
-            import httpx2
             import openai
 
             if self.spec.provider == "openai" or self._api_key is not None:
                 key = self.required_key()
             else:
                 key = PLACEHOLDER_KEY
-            kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
+            http_client = stainless_http_client(self.spec, openai)
+            kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0, "http_client": http_client}
             if self.spec.base_url:
                 kwargs["base_url"] = self.spec.base_url
-            limits = self.http_limits(httpx2)
-            if limits is not None:
-                kwargs["http_client"] = openai.DefaultAsyncHttpx2Client(limits=limits)
             self._sdk_client = openai.AsyncOpenAI(**kwargs)
         return self._sdk_client
 
@@ -55,13 +53,14 @@ class OpenAIProvider(Provider):
             params["seed"] = request.seed
         extra = {**self.spec.options, **request.options}
         client = self._client()
-        with self._errors():
-            completion = await client.chat.completions.create(
-                model=request.model,
-                messages=[_wire_message(m) for m in request.messages],
-                extra_body=extra or None,
-                **params,
-            )
+        async with self.http_slots():
+            with self._errors():
+                completion = await client.chat.completions.create(
+                    model=request.model,
+                    messages=[_wire_message(m) for m in request.messages],
+                    extra_body=extra or None,
+                    **params,
+                )
         choice = completion.choices[0] if completion.choices else None
         usage = completion.usage
         return ProviderReply(

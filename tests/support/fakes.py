@@ -11,9 +11,12 @@ Each fake records every request in ``fake.requests`` and can misbehave on demand
     fake.fail(429, retry_after="7")   # every request: 429 with the wire's error body
     fake.fail(500, times=2)           # the next two requests fail, then it answers
     fake.delay = 5.0                  # sleep before answering
+    fake.hold_until = 500             # answer nothing until 500 requests have arrived
     fake.malformed = True             # 200 with a body that is not JSON
     fake.stream_fault = "error"       # streams: the wire's error event after the first delta
     fake.stream_fault = "cut"         # streams: connection dropped after the first delta
+    fake.reply_fault = "hang_up"      # the connection closed after the request, no reply at all
+    fake.reply_fault = "cut"          # a plain reply cut off after half its body
 
 Start with ``with OpenAIFake() as fake:`` (or the fixtures in ``tests.support.fixtures``);
 ``fake.url`` is the base URL in the form the SDK wants.
@@ -92,11 +95,14 @@ class FakeServer:
         self.reply: str | None = None
         self.extra_usage: dict[str, int] = {}  # merged into the wire's usage object
         self.delay = 0.0
+        self.hold_until = 0
         self.malformed = False
         self.stream_fault: Literal["error", "cut"] | None = None
+        self.reply_fault: Literal["hang_up", "cut"] | None = None
         self._failure: tuple[int, str | None, str | None] | None = None
         self._fail_times: int | None = None
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self.peak_connections = 0  # most client connections open at once
@@ -135,6 +141,8 @@ class FakeServer:
         if self._server is None:
             return
         self._stopping.set()
+        with self._arrived:
+            self._arrived.notify_all()
         self._server.shutdown()
         with self._lock:
             for conn in list(self._connections):
@@ -190,6 +198,7 @@ class FakeServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # the listen backlog: hundreds of clients may connect at once
     block_on_close = False  # a handler asleep in `delay` must not hold up stop()
     fake: FakeServer
 
@@ -235,13 +244,18 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         req = Recorded(self.command, url.path, dict(parse_qsl(url.query)),
                        {k.lower(): v for k, v in self.headers.items()}, body)
-        with fake._lock:
+        with fake._arrived:
             fake.requests.append(req)
+            fake._arrived.notify_all()
+            # bounded, so a test that never sends enough fails on its assertions instead of hanging
+            fake._arrived.wait_for(lambda: len(fake.requests) >= fake.hold_until or fake._stopping.is_set(), 60)
         if fake.delay and fake._stopping.wait(fake.delay):
             self.close_connection = True
             return
         failure = fake._take_failure()
-        if failure is not None:
+        if fake.reply_fault == "hang_up":
+            self.close_connection = True
+        elif failure is not None:
             status, retry_after, message = failure
             headers = {"retry-after": retry_after} if retry_after is not None else {}
             body = fake.error_body(status, message or f"fake failure {status}")
@@ -281,6 +295,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if self.server.fake.reply_fault == "cut":
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True  # fewer bytes than content-length, then EOF
+            return
         self.wfile.write(data)
 
 

@@ -37,7 +37,11 @@ async def anthropic_client(anthropic_fake: AnthropicFake) -> AsyncIterator[anthr
 
 @pytest.fixture
 async def google_client(google_fake: GoogleFake) -> AsyncIterator[genai.Client]:
-    client = genai.Client(api_key="k", http_options=genai_types.HttpOptions(base_url=google_fake.url))
+    # An explicit httpx2 transport, or google-genai sends through aiohttp when it is installed (the
+    # `fast` extra) and these checks, which name httpx2's errors, would see aiohttp's.
+    transport = httpx2.AsyncHTTPTransport()
+    options = genai_types.HttpOptions(base_url=google_fake.url, async_client_args={"transport": transport})
+    client = genai.Client(api_key="k", http_options=options)
     yield client
     await client.aio.aclose()
     client.close()

@@ -3,9 +3,7 @@ test_contract.py."""
 
 from __future__ import annotations
 
-import sys
-import types
-
+import aiohttp
 import pytest
 from google.genai.models import AsyncModels
 
@@ -73,38 +71,24 @@ async def test_health_is_false_for_an_unknown_model(provider: Provider, google_f
     assert await provider.health() is False
 
 
-def fake_aiohttp() -> types.ModuleType:
-    """aiohttp's exception tree as far as the mapping reads it (aiohttp is not a test dependency)."""
-    aiohttp = types.ModuleType("aiohttp")
-    aiohttp.ClientConnectionError = type("ClientConnectionError", (Exception,), {})  # type: ignore[attr-defined]
-    aiohttp.ClientConnectorError = type(  # type: ignore[attr-defined]
-        "ClientConnectorError", (aiohttp.ClientConnectionError, OSError), {}  # type: ignore[attr-defined]
-    )
-    aiohttp.ServerTimeoutError = type(  # type: ignore[attr-defined]
-        "ServerTimeoutError", (aiohttp.ClientConnectionError, TimeoutError), {}  # type: ignore[attr-defined]
-    )
-    return aiohttp
-
-
 @pytest.mark.parametrize(
     ("raised", "error", "message"),
     [
-        ("ClientConnectorError", ProviderConnectionError,
-         "google: connection to {url} failed: ClientConnectorError: Cannot connect to host"),
-        ("ServerTimeoutError", ProviderTimeout, "google: timed out: ServerTimeoutError: Cannot connect to host"),
-        (None, ProviderTimeout, "google: timed out: TimeoutError: Cannot connect to host"),  # aiohttp's total timeout
+        (aiohttp.ServerDisconnectedError(), ProviderConnectionError,
+         "google: connection to {url} failed: ServerDisconnectedError: Server disconnected"),
+        (aiohttp.ClientPayloadError("Response payload is not completed"), ProviderConnectionError,
+         "google: connection to {url} failed: ClientPayloadError: Response payload is not completed"),
+        (aiohttp.ServerTimeoutError("Timeout on reading data from socket"), ProviderTimeout,
+         "google: timed out: ServerTimeoutError: Timeout on reading data from socket"),
+        (TimeoutError(), ProviderTimeout, "google: timed out: TimeoutError"),  # aiohttp's total timeout
     ],
-    ids=["connector", "server-timeout", "total-timeout"],
+    ids=["disconnected", "payload", "server-timeout", "total-timeout"],
 )
 async def test_aiohttp_errors_map_like_httpx_ones(
-    raised: str | None, error: type[ProviderError], message: str, closed_port: str, monkeypatch: pytest.MonkeyPatch
+    raised: Exception, error: type[ProviderError], message: str, closed_port: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    aiohttp = fake_aiohttp()
-    monkeypatch.setitem(sys.modules, "aiohttp", aiohttp)
-    kind = getattr(aiohttp, raised) if raised else TimeoutError
-
     async def generate_content(*args: object, **kwargs: object) -> None:
-        raise kind("Cannot connect to host")
+        raise raised
 
     monkeypatch.setattr(AsyncModels, "generate_content", generate_content)
     p = make(GOOGLE, closed_port)

@@ -3,11 +3,13 @@ the fake); the rest is in test_contract.py."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from amaos_llm.errors import ProviderConnectionError
 from amaos_llm.providers.base import Provider
-from tests.amaos_llm.providers.wires import OPENAI, ask, make
+from tests.amaos_llm.providers.wires import AIOHTTP_REFUSED, KEY, OPENAI, ask, exactly, make
 from tests.support.fakes import OpenAIFake
 
 pytestmark = pytest.mark.anyio
@@ -61,6 +63,23 @@ async def test_a_refused_compatible_server_is_named_by_its_url(closed_port: str)
             await p.complete(ask())
     finally:
         await p.aclose()
-    assert str(caught.value) == (
-        f"openai_compatible: connection to {closed_port}/v1 failed: APIConnectionError: Connection error."
+    # on aiohttp (installed for the tests) the provider names aiohttp's error: the SDK calls it a timeout
+    message = str(caught.value)
+    assert re.fullmatch(exactly(f"openai_compatible: connection to {closed_port}/v1 failed: ") + AIOHTTP_REFUSED,
+                        message), message
+
+
+async def test_on_aiohttp_user_info_in_the_url_is_refused_before_sending_without_showing_the_key(
+    openai_fake: OpenAIFake,
+) -> None:
+    # aiohttp will not send both the Bearer header and credentials from the URL; httpx2 sends the header
+    host = openai_fake.url.removeprefix("http://")
+    p = make(OPENAI, f"http://user:{KEY}@{host}")
+    try:
+        with pytest.raises(ValueError) as caught:
+            await p.complete(ask())
+    finally:
+        await p.aclose()
+    assert (str(caught.value), len(openai_fake.requests)) == (
+        "Cannot combine AUTHORIZATION header with AUTH argument or credentials encoded in URL", 0
     )

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from amaos_llm.config import ModelSpec
 from amaos_llm.errors import AuthenticationError, BadRequestError, ProviderError
+from amaos_llm.providers import _transport
 from amaos_llm.providers.anthropic import AnthropicProvider
 from amaos_llm.providers.base import Provider, ProviderRequest
 from amaos_llm.providers.google import GoogleProvider
@@ -52,7 +54,9 @@ class Wire:
     prompt: dict[str, Any]  # ask("hi", system="be brief") as sent: dotted path -> value
     finish: tuple[str, str]  # finish_reason of a complete reply, of one cut at max_tokens
     retry_after: float | None  # `Retry-After: 7` on a 429 as the provider sees it
-    refused: Callable[[str], str]  # base URL tried → regex the whole refused-connection message matches
+    refused: Callable[[str, str], str]  # (base URL tried, transport) → regex the whole refused message matches
+    # transport → fault (no reply at all, a reply cut short) → regex of what follows "failed: "
+    lost: dict[str, dict[str, str]] = field(default_factory=dict)
     key_env: str | None = None  # None: no key
     key_header: tuple[str, str] | None = None  # (header, prefix) carrying the key, where the contract checks it
     bad_key: tuple[int, type[ProviderError]] = field(default=(401, AuthenticationError))  # how a key is refused
@@ -61,6 +65,22 @@ class Wire:
         return self.name
 
 
+# aiohttp's own words for a refused connection (the SSL part names an SSLContext for google-genai)
+AIOHTTP_REFUSED = (
+    r"ClientConnectorError: Cannot connect to host 127\.0\.0\.1:\d+ "
+    r"ssl:(default|<ssl\.SSLContext object at 0x[0-9a-f]+>) \[Connect call failed \('127\.0\.0\.1', \d+\)\]"
+)
+STAINLESS_LOST = exactly("APIConnectionError: Connection error.")
+AIOHTTP_CUT = (
+    r"Response payload is not completed: <ContentLengthError: 400, "
+    r"message='Not enough data to satisfy content length header \(received \d+ of \d+ bytes\)\.'>"
+)
+HTTPX_LOST = {
+    "hang_up": exactly("RemoteProtocolError: Server disconnected without sending a response."),
+    "cut": r"RemoteProtocolError: peer closed connection without sending complete message body "
+           r"\(received \d+ bytes, expected \d+\)",
+}
+DISCONNECTED = exactly("ServerDisconnectedError: Server disconnected")
 CHAT_PROMPT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]  # system first
 
 
@@ -72,7 +92,11 @@ OLLAMA = Wire(
     prompt={"messages": CHAT_PROMPT},
     finish=("stop", "length"),
     retry_after=None,  # the ollama SDK does not expose response headers
-    refused=lambda url: starting(f"ollama: connection to {url} failed: ConnectionError: Failed to connect to Ollama"),
+    # on aiohttp, httpx-aiohttp reports the refusal as a ConnectTimeout, which bypasses the SDK's message
+    lost={"aiohttp": {"hang_up": DISCONNECTED, "cut": "ReadError: " + AIOHTTP_CUT}, "default": HTTPX_LOST},
+    refused=lambda url, transport: starting(f"ollama: connection to {url} failed: ") + (
+        AIOHTTP_REFUSED if transport == "aiohttp" else re.escape("ConnectionError: Failed to connect to Ollama") + ".*"
+    ),
 )
 OPENAI = Wire(
     name="openai", cls=OpenAIProvider, fixture="openai_fake", url_path="/v1",
@@ -82,7 +106,12 @@ OPENAI = Wire(
     prompt={"messages": CHAT_PROMPT},
     finish=("stop", "length"),
     retry_after=7.0,
-    refused=lambda url: exactly(f"openai: connection to {url} failed: APIConnectionError: Connection error."),
+    # on aiohttp, openai's transport reports the refusal as a timeout: the provider names aiohttp's error
+    lost={"aiohttp": {"hang_up": DISCONNECTED, "cut": STAINLESS_LOST},
+          "default": {"hang_up": STAINLESS_LOST, "cut": STAINLESS_LOST}},
+    refused=lambda url, transport: exactly(f"openai: connection to {url} failed: ") + (
+        AIOHTTP_REFUSED if transport == "aiohttp" else exactly("APIConnectionError: Connection error.")
+    ),
     key_env="OPENAI_API_KEY", key_header=("authorization", "Bearer "),
 )
 ANTHROPIC = Wire(
@@ -93,7 +122,8 @@ ANTHROPIC = Wire(
     prompt={"system": "be brief", "messages": [{"role": "user", "content": "hi"}]},
     finish=("end_turn", "max_tokens"),
     retry_after=7.0,
-    refused=lambda url: exactly(f"anthropic: connection to {url} failed: APIConnectionError: Connection error."),
+    lost={t: {"hang_up": STAINLESS_LOST, "cut": STAINLESS_LOST} for t in ("aiohttp", "default")},
+    refused=lambda url, transport: exactly(f"anthropic: connection to {url} failed: ") + STAINLESS_LOST,
     key_env="ANTHROPIC_API_KEY",  # its header depends on the SDK version: test_anthropic.py
 )
 GOOGLE = Wire(
@@ -106,12 +136,28 @@ GOOGLE = Wire(
             "contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
     finish=("STOP", "MAX_TOKENS"),
     retry_after=7.0,
-    # httpx2's error, or aiohttp's when it is installed (google-genai then sends through it)
-    refused=lambda url: exactly(f"google: connection to {url} failed: ") + "(ConnectError|ClientConnectorError).*",
+    lost={"aiohttp": {"hang_up": DISCONNECTED, "cut": "ClientPayloadError: " + AIOHTTP_CUT}, "default": HTTPX_LOST},
+    refused=lambda url, transport: exactly(f"google: connection to {url} failed: ") + (
+        AIOHTTP_REFUSED if transport == "aiohttp" else exactly("ConnectError: All connection attempts failed")
+    ),
     key_env="GOOGLE_API_KEY", key_header=("x-goog-api-key", ""),
     bad_key=(400, BadRequestError),  # Gemini answers a bad key with 400 INVALID_ARGUMENT
 )
 WIRES = [OLLAMA, OPENAI, ANTHROPIC, GOOGLE]
+
+
+# The transports every provider is checked on: aiohttp (the `fast` extra, installed for the tests)
+# and the SDK's default, as when aiohttp is absent.
+TRANSPORTS = ["aiohttp", "default"]
+
+
+def without_aiohttp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the `fast` extra were not installed: every provider falls back to its SDK's default."""
+    real = _transport.installed
+    monkeypatch.setattr(_transport, "installed", lambda module: module not in AIOHTTP_MODULES and real(module))
+
+
+AIOHTTP_MODULES = ("aiohttp", "httpx_aiohttp")
 
 
 def at(body: Any, path: str) -> Any:

@@ -2,7 +2,8 @@
 
 The runner needs only the standard library. It prepares `bench/.venv` (see `bench.venv`),
 starts the loopback server in its own process pinned to the last core, then runs every benchmark
-in a fresh process of the venv's python, one after the other (never two at once: they would
+in a fresh process of the venv's python (our side of the HTTP benchmarks in the project's own
+`.venv`, made by `scripts/install`), one after the other (never two at once: they would
 share the 2 cores), the HTTP clients pinned off the server's core. Each child prints JSON lines;
 `bench.report` turns them into `bench/results/latest.json` and `latest.md` (`quick.*` for
 `--quick`, so a quick run never replaces the published full results).
@@ -50,18 +51,28 @@ SECRET_PREFIXES = ("OPENAI_", "ANTHROPIC_", "GOOGLE_", "GEMINI_", "DASHSCOPE_", 
 class Job:
     benchmark: str
     args: tuple[str, ...] = ()
+    project: bool = False  # run in the project's own venv (.venv), on the SDK versions amaos-llm installs
 
     @property
     def label(self) -> str:
         return " ".join((self.benchmark, *(a for a in self.args if not a.startswith("http"))))
 
+    def python(self, bench_python: Path) -> Path | None:
+        """The interpreter this job runs in; None when the project's venv is missing."""
+        if not self.project:
+            return bench_python
+        return venv.project_python()
+
 
 def plan(only: set[str], quick: bool, url: str, refused: str) -> list[Job]:
     q = ("--quick",) if quick else ()
     jobs = [Job("imports", q)]
-    jobs += [Job("routing", ("--side", side, "--url", url, "--refused-url", refused, *q))
+    # Our side of the HTTP benchmarks runs on the SDKs the project installs (openai 3.x), in .venv;
+    # LiteLLM pins openai<3, so it runs in bench/.venv with its own raw-SDK baseline.
+    jobs += [Job("routing", ("--side", side, "--url", url, "--refused-url", refused, *q), project=side == "ours")
              for side in ("ours", "litellm")]
-    jobs += [Job("concurrency", ("--side", side, "--url", url, *q)) for side in ("ours", "litellm", "raw")]
+    jobs += [Job("concurrency", ("--side", side, "--shape", shape, "--url", url, *q), project=side != "litellm")
+             for shape in ("500", "2000") for side in ("floor", "raw_default", "raw_fast", "ours", "litellm")]
     jobs += [Job("graph", ("--shape", "chain", "--sides", "ours,langgraph,langgraph_sync", *q)),
              Job("graph", ("--shape", "fanout", "--sides", "ours,langgraph,asyncio", *q))]
     sides = ("ours", "langgraph", "asyncio", "contract")
@@ -122,7 +133,11 @@ def refused_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
 
-def run_job(python: Path, job: Job, env: dict[str, str], cpus: set[int] | None, timeout: float) -> list[dict[str, Any]]:
+def run_job(bench_python: Path, job: Job, env: dict[str, str], cpus: set[int] | None,
+            timeout: float) -> list[dict[str, Any]]:
+    python = job.python(bench_python)
+    if python is None:
+        return [{"benchmark": job.benchmark, "error": f"{job.label}: no project venv: run `bash scripts/install`"}]
     cmd = [str(python), "-m", f"bench.{job.benchmark}", *job.args]
     try:
         done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
@@ -168,6 +183,8 @@ def main() -> None:
     only = set(args.only)
     records = run_job(python, Job("machine"), env, None, 60)
     machine = records[0].get("info", {}) if records else {}
+    ours = run_job(python, Job("machine", project=True), env, None, 60)
+    machine["project_versions"] = ours[0].get("info", {}).get("versions", {}) if ours else {}
     with loopback_server(python, env, server_cpus) as url, refused_url() as refused:
         for job in plan(only, args.quick, url, refused):
             print(f"bench: {job.label} ...", end="", file=sys.stderr, flush=True)

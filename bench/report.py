@@ -66,8 +66,8 @@ class Results:
         record = self._by_key.get((benchmark, shape, side))
         return None if record is None else record.get("metrics", {}).get(name)
 
-    def params(self, benchmark: str, side: str) -> dict[str, Any]:
-        record = self._by_key.get((benchmark, "", side))
+    def params(self, benchmark: str, side: str, shape: str = "") -> dict[str, Any]:
+        record = self._by_key.get((benchmark, shape, side))
         return {} if record is None else record.get("params", {})
 
     def skipped(self) -> list[tuple[str, str]]:
@@ -82,15 +82,27 @@ def faster(*metrics: Metric | None) -> Metric | None:
     return min(present, key=lambda m: m["median"]) if present else None
 
 
+CONCURRENCY_PEERS = (
+    ("raw_fast", "raw OpenAI SDK on DefaultAioHttpClient"),
+    ("raw_default", "raw OpenAI SDK on its default client (httpx2)"),
+    ("litellm", "LiteLLM Router"),
+    ("floor", "floor: bare aiohttp POST loop"),
+)
+
+
 def rows(r: Results) -> list[Row]:
     ours_rt, lite_rt = ("routing", "ours"), ("routing", "litellm")
     out = [
-        Row("1. Routing", "raw OpenAI SDK call, in each side's process (baseline)",
-            r.get(*ours_rt, "raw_sdk"), "raw SDK (LiteLLM's process)", r.get(*lite_rt, "raw_sdk")),
+        Row("1. Routing", "raw OpenAI SDK call, in each side's process (baseline; ours: openai 3 on our transport)",
+            r.get(*ours_rt, "raw_sdk"), "raw SDK (LiteLLM's process: openai 2, httpx)", r.get(*lite_rt, "raw_sdk")),
         Row("1. Routing", "call through the router, HTTP, 2-model fallback list",
             r.get(*ours_rt, "http"), "LiteLLM Router", r.get(*lite_rt, "http")),
         Row("1. Routing", "routing overhead over the raw SDK, HTTP",
             r.get(*ours_rt, "http_overhead"), "LiteLLM Router", r.get(*lite_rt, "http_overhead")),
+        Row("1. Routing", "client CPU per call through the router, HTTP",
+            r.get(*ours_rt, "http_cpu"), "LiteLLM Router", r.get(*lite_rt, "http_cpu")),
+        Row("1. Routing", "client CPU per call beyond the raw SDK's, HTTP",
+            r.get(*ours_rt, "http_cpu_overhead"), "LiteLLM Router", r.get(*lite_rt, "http_cpu_overhead")),
         Row("1. Routing", "in-process call (ours: a callable model; LiteLLM: mock_response)",
             r.get(*ours_rt, "in_process"), "LiteLLM Router", r.get(*lite_rt, "in_process")),
         Row("1. Routing", "in-process routing overhead (beyond the callable itself)",
@@ -134,18 +146,16 @@ def rows(r: Results) -> list[Row]:
             r.get("graph", "ours", "rss_delta", "concurrent"), _CONTRACT,
             r.get("graph", "contract", "rss_delta", "concurrent")),
     ]
-    load = r.params("concurrency", "ours")
-    shape = f"{load.get('total', 0):,} requests at concurrency {load.get('concurrency', 0)}"
-    for peer, name in (("litellm", "LiteLLM Router"), ("raw", "raw OpenAI SDK")):
-        out += [
-            Row("5. Concurrency", f"{shape}: throughput",
-                r.get("concurrency", "ours", "throughput"), name, r.get("concurrency", peer, "throughput"),
-                higher_is_better=True),
-            Row("5. Concurrency", "per-request latency",
-                r.get("concurrency", "ours", "latency"), name, r.get("concurrency", peer, "latency"), tail="p99"),
-            Row("5. Concurrency", "peak RSS delta during the load",
-                r.get("concurrency", "ours", "rss_delta"), name, r.get("concurrency", peer, "rss_delta")),
-        ]
+    for shape in ("c500", "c2000"):
+        load = r.params("concurrency", "ours", shape)
+        title = f"{load.get('total', 0):,} requests at concurrency {load.get('concurrency', 0)}"
+        for measure, name, higher, tail in (("throughput", f"{title}: throughput", True, "p95"),
+                                            ("latency", f"{title}: per-request latency", False, "p99"),
+                                            ("cpu_per_request", f"{title}: client CPU per request", False, "p95"),
+                                            ("rss_delta", f"{title}: peak RSS delta", False, "p95")):
+            ours = r.get("concurrency", "ours", measure, shape)
+            out += [Row("5. Concurrency", name, ours, peer_name, r.get("concurrency", peer, measure, shape),
+                        higher_is_better=higher, tail=tail) for peer, peer_name in CONCURRENCY_PEERS]
     out += [
         Row("6. Embedded", "SmolLM2-135M generation: tokens per second",
             r.get("embedded", "ours", "tokens_per_s"), "raw xllamacpp", r.get("embedded", "raw", "tokens_per_s"),
@@ -218,11 +228,35 @@ def targets(r: Results) -> list[Target]:
                _median(r.get("graph", "ours", "wall", "concurrent")), "s", 0.06, True),
         Target("1,000 concurrent 3-step runs: peak RSS delta",
                _median(r.get("graph", "ours", "rss_delta", "concurrent")), "MB", 5, True),
+        Target("HTTP overhead over the raw SDK on the same transport (median)",
+               _median(r.get("routing", "ours", "http_overhead")), "µs", 40, True),
+        *concurrency_targets(r),
         Target("embedded tokens/s, ours ÷ raw xllamacpp",
                _percent(r.get("embedded", "ours", "tokens_per_s"), r.get("embedded", "raw", "tokens_per_s")),
                "%", 90, False),
         *streaming_targets(r),
     ]
+
+
+def concurrency_targets(r: Results) -> list[Target]:
+    out = []
+    for shape, level in (("c500", "500"), ("c2000", "2,000")):
+        def get(side: str, name: str) -> Metric | None:
+            return r.get("concurrency", side, name, shape)
+
+        ours_tput, latency = get("ours", "throughput"), get("ours", "latency")
+        out.append(Target(f"concurrency {level}: ours ÷ raw SDK on its fastest transport (req/s)",
+                          ratio(ours_tput, get("raw_fast", "throughput"), True), "×", 0.85, False))
+        out.append(Target(f"concurrency {level}: p99 ÷ p50 of ours",
+                          None if latency is None else latency["p99"] / latency["median"], "×", 3, True))
+        if shape == "c500":
+            out.append(Target(f"concurrency {level}: ours ÷ LiteLLM (req/s)",
+                              ratio(ours_tput, get("litellm", "throughput"), True), "×", 4, False))
+            raw_rss, ours_rss = get("raw_fast", "rss_delta"), get("ours", "rss_delta")
+            out.append(Target(f"concurrency {level}: RSS delta, ours ÷ raw SDK on its fastest transport",
+                              None if raw_rss is None or ours_rss is None or raw_rss["median"] <= 0
+                              else ours_rss["median"] / raw_rss["median"], "×", 2, True))
+    return out
 
 
 def _percent(ours: Metric | None, base: Metric | None) -> float | None:
@@ -274,7 +308,10 @@ def markdown(r: Results, machine: dict[str, Any], header: dict[str, Any]) -> str
         f"| OS, Python | {machine.get('os')}, Python {machine.get('python')} |",
         f"| load average at start / end | {header['load_start']} / {header['load_end']} |",
         f"| amaos-llm commit | {machine.get('commit')} |",
-        "| versions | " + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v) + " |",
+        "| versions (bench/.venv: LiteLLM, LangGraph) | "
+        + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v) + " |",
+        "| versions (.venv: our side of the HTTP benchmarks) | "
+        + ", ".join(f"{k} {v}" for k, v in machine.get("project_versions", {}).items() if v) + " |",
         "",
         "## Targets",
         "",

@@ -23,10 +23,40 @@ MESSAGES = [{"role": "user", "content": PROMPT}]
 Call = Callable[[], Awaitable[Any]]
 
 
-def openai_client(base_url: str) -> Any:
+def openai_client(base_url: str, transport: str = "default") -> Any:
+    """The raw SDK on its default client, or (`transport="aiohttp"`) on its `DefaultAioHttpClient`,
+    the transport amaos-llm picks when aiohttp is installed."""
     import openai
 
-    return openai.AsyncOpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+    http_client = openai.DefaultAioHttpClient() if transport == "aiohttp" else None
+    return openai.AsyncOpenAI(base_url=base_url, api_key=KEY, max_retries=0, http_client=http_client)
+
+
+def our_transport() -> str:
+    """The transport our OpenAI provider picks in this process ("aiohttp" or "default")."""
+    from amaos_llm import ModelSpec
+    from amaos_llm.providers._transport import choose_transport
+
+    return choose_transport(ModelSpec(name="probe", provider="openai_compatible", base_url="http://127.0.0.1:1/v1"))
+
+
+def aiohttp_floor(base_url: str) -> tuple[Call, Callable[[], Awaitable[Any]]]:
+    """The floor: a bare aiohttp POST of the same request, the reply's JSON parsed; no SDK at all."""
+    import json
+
+    import aiohttp
+
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    url = f"{base_url}/chat/completions"
+    body = json.dumps({"model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS,
+                       "temperature": TEMPERATURE}).encode()
+    headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+
+    async def call() -> Any:
+        async with session.post(url, data=body, headers=headers) as response:
+            return json.loads(await response.read())
+
+    return call, session.close
 
 
 def raw_call(client: Any) -> Call:

@@ -25,6 +25,12 @@ def python() -> Path:
     return VENV / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
+def project_python() -> Path | None:
+    """The project's own venv (`scripts/install` makes it): amaos-llm on the SDK versions it installs."""
+    path = REPO / ".venv" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    return path if path.exists() else None
+
+
 def _fingerprint() -> str:
     digest = hashlib.sha256()
     for path in (REPO / "pyproject.toml", REQUIREMENTS):

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -62,33 +61,48 @@ def _is_context_overflow(body: object) -> bool:
     return inner.get("code") in CONTEXT_OVERFLOW_CODES or inner.get("type") in CONTEXT_OVERFLOW_CODES
 
 
-@contextmanager
-def sdk_errors(sdk: Any, provider: str, redact: Callable[[str], str], url: Callable[[], str]) -> Iterator[None]:
-    """Map the exceptions of a Stainless-generated SDK (`openai`, `anthropic`: the same tree).
+class SdkErrors:
+    """Maps the exceptions of a Stainless-generated SDK (`openai`, `anthropic`: the same tree).
 
+    A provider builds one and enters it around every SDK call: a plain object, because a
+    generator-based context manager per call costs more than the rest of the provider's work.
     An error event inside a stream arrives as `APIStatusError` with status 200 (anthropic) or a
     bare `APIError` (openai); a stream cut mid-way can escape as a raw `httpx2` error. `url()`
     gives the base URL the client sends to, read only when a connection fails."""
-    import httpx2
 
-    try:
-        yield
-    except sdk.APIStatusError as exc:
-        raise error_for_status(
-            provider, exc.status_code, redact(body_message(exc.body)), retry_after_seconds(exc.response.headers),
-            exc.body,
-        ) from exc
-    except (sdk.APITimeoutError, httpx2.TimeoutException) as exc:
-        fault = aiohttp_connection_fault(exc)
-        if fault is not None:
-            raise connection_error(provider, redact(describe(fault)), url=redact(url())) from exc
-        raise timeout_error(provider, redact(describe(exc))) from exc
-    except (sdk.APIConnectionError, httpx2.TransportError, ConnectionError) as exc:
-        raise connection_error(provider, redact(describe(exc)), url=redact(url())) from exc
-    except (sdk.APIResponseValidationError, json.JSONDecodeError) as exc:
-        raise malformed_reply(provider, redact(describe(exc))) from exc
-    except sdk.APIError as exc:  # any other failure the SDK reports about the reply
-        raise error_for_status(provider, None, redact(body_message(exc.body or exc.message))) from exc
+    __slots__ = ("_sdk", "_provider", "_redact", "_url", "_httpx2")
+
+    def __init__(self, sdk: Any, provider: str, redact: Callable[[str], str], url: Callable[[], str]) -> None:
+        import httpx2
+
+        self._sdk, self._provider, self._redact, self._url, self._httpx2 = sdk, provider, redact, url, httpx2
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and isinstance(exc, Exception):
+            mapped = self._mapped(exc)
+            if mapped is not None:
+                raise mapped from exc
+
+    def _mapped(self, exc: Exception) -> ProviderError | None:
+        sdk, provider, redact, httpx2 = self._sdk, self._provider, self._redact, self._httpx2
+        if isinstance(exc, sdk.APIStatusError):
+            return error_for_status(provider, exc.status_code, redact(body_message(exc.body)),
+                                    retry_after_seconds(exc.response.headers), exc.body)
+        if isinstance(exc, (sdk.APITimeoutError, httpx2.TimeoutException)):
+            fault = aiohttp_connection_fault(exc)
+            if fault is not None:
+                return connection_error(provider, redact(describe(fault)), url=redact(self._url()))
+            return timeout_error(provider, redact(describe(exc)))
+        if isinstance(exc, (sdk.APIConnectionError, httpx2.TransportError, ConnectionError)):
+            return connection_error(provider, redact(describe(exc)), url=redact(self._url()))
+        if isinstance(exc, (sdk.APIResponseValidationError, json.JSONDecodeError)):
+            return malformed_reply(provider, redact(describe(exc)))
+        if isinstance(exc, sdk.APIError):  # any other failure the SDK reports about the reply
+            return error_for_status(provider, None, redact(body_message(exc.body or exc.message)))
+        return None
 
 
 def aiohttp_connection_fault(exc: BaseException) -> BaseException | None:

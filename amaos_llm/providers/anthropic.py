@@ -9,11 +9,10 @@ reads `ANTHROPIC_BASE_URL` itself.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from amaos_llm.errors import ProviderError
-from amaos_llm.providers._http_errors import sdk_errors
+from amaos_llm.providers._http_errors import SdkErrors
 from amaos_llm.providers._transport import stainless_http_client
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 
@@ -26,6 +25,7 @@ class AnthropicProvider(Provider):
     key_required: ClassVar[bool] = True
 
     _sdk_client: anthropic.AsyncAnthropic | None = None
+    _sdk_errors: SdkErrors | None = None  # built once: entered around every SDK call
 
     def _client(self) -> anthropic.AsyncAnthropic:
         if self._sdk_client is None:
@@ -78,7 +78,10 @@ class AnthropicProvider(Provider):
             return False
         return True
 
-    def _errors(self) -> AbstractContextManager[None]:
-        import anthropic
+    def _errors(self) -> SdkErrors:
+        if self._sdk_errors is None:
+            import anthropic
 
-        return sdk_errors(anthropic, self.spec.provider, self.redact, lambda: str(self._client().base_url))
+            url = lambda: str(self._client().base_url)  # noqa: E731  (read only when a connection fails)
+            self._sdk_errors = SdkErrors(anthropic, self.spec.provider, self.redact, url)
+        return self._sdk_errors

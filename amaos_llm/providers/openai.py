@@ -9,11 +9,10 @@ reasoning models require. `spec.options` (then `request.options`) are sent as ex
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from amaos_llm.errors import ProviderError
-from amaos_llm.providers._http_errors import sdk_errors
+from amaos_llm.providers._http_errors import SdkErrors
 from amaos_llm.providers._transport import stainless_http_client
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 
@@ -30,6 +29,7 @@ class OpenAIProvider(Provider):
     key_required: ClassVar[bool] = True
 
     _sdk_client: openai.AsyncOpenAI | None = None
+    _sdk_errors: SdkErrors | None = None  # built once: entered around every SDK call
 
     def _client(self) -> openai.AsyncOpenAI:
         if self._sdk_client is None:
@@ -81,10 +81,13 @@ class OpenAIProvider(Provider):
             return False
         return True
 
-    def _errors(self) -> AbstractContextManager[None]:
-        import openai
+    def _errors(self) -> SdkErrors:
+        if self._sdk_errors is None:
+            import openai
 
-        return sdk_errors(openai, self.spec.provider, self.redact, lambda: str(self._client().base_url))
+            url = lambda: str(self._client().base_url)  # noqa: E731  (read only when a connection fails)
+            self._sdk_errors = SdkErrors(openai, self.spec.provider, self.redact, url)
+        return self._sdk_errors
 
 
 def _wire_message(message: Message) -> dict[str, str]:

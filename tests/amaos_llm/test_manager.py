@@ -110,7 +110,7 @@ async def test_error_falls_back_to_next_model_and_lists_both_attempts() -> None:
     assert m.get_stats()["fallbacks"] == 1
 
 
-# Both backends: on asyncio the deadline is asyncio's own, on trio anyio's cancel scope (manager._send).
+# Both backends: on asyncio the deadline is asyncio's own, on trio anyio's cancel scope (sending.send).
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_timeout_is_enforced_and_falls_back_quickly(anyio_backend: str) -> None:
     async def slow(messages: list[Message], **params: Any) -> str:

@@ -2,9 +2,10 @@
 
     amaos-llm run config/pipelines/offline_agent.yaml --input "What is a circuit breaker?"
     amaos-llm run config/pipelines/summarize.yaml --inputs tasks.jsonl --concurrency 16 --output out.jsonl
+    amaos-llm run config/pipelines/summarize.yaml --inputs tasks.jsonl --output out.jsonl --resume
     amaos-llm complete "Say hello" --local-only
     amaos-llm models
-    amaos-llm validate config/pipelines/triage.yaml
+    amaos-llm validate config/pipelines/triage.yaml --inputs tasks.jsonl
     amaos-llm graph config/pipelines/triage.yaml
 
 Results go to stdout; errors and progress to stderr, each error once, in one line (add `--debug`

@@ -308,8 +308,15 @@ def _payloads(plan: Plan, inputs: RunInput) -> tuple[Payload, ...]:
 
 
 async def _async_payloads(plan: Plan, inputs: AsyncIterable[RunInput]) -> AsyncIterator[tuple[Payload, ...]]:
-    async for item in inputs:
-        yield _payloads(plan, item)
+    source = aiter(inputs)
+    try:
+        async for item in source:
+            yield _payloads(plan, item)
+    finally:
+        # Closed with this wrapper when a stream is left early, rather than by the garbage collector.
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _raising(exc: BaseException) -> RunResult:

@@ -16,6 +16,7 @@ generator: a generator suspended at `yield` inside a task group would let its ta
 cancellations land in whatever code the consumer runs at that moment (PEP 789), say half-way through
 writing a record.
 
+An async source (one with `aclose`, as an async generator has) is closed when the stream is left.
 An exception raised by the items themselves (a bad line of an input file) stops intake there:
 everything taken before it still runs and is handed out, then the iteration raises it. An exception
 raised by `fn` is a bug: it cancels the rest and leaves the `async with` as itself.
@@ -226,3 +227,13 @@ class MapStream(Generic[T, R]):
             if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
                 raise group.exceptions[0] from None  # a bug in `fn`, as itself rather than wrapped
             raise
+        finally:
+            await self._close_source()
+
+    async def _close_source(self) -> None:
+        """An async source left unfinished is closed now, its clean-up run here rather than whenever
+        the garbage collector finds it (trio warns about that, and a file or a connection would wait)."""
+        aclose = getattr(self._async_source, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):  # even when leaving because of a cancellation
+                await aclose()

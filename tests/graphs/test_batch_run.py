@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from amaos_llm import ConfigError
-from graphs.batch import read_inputs, read_lines
+from graphs.batch import input_key, read_inputs, read_lines
+from graphs.batch_run import DoneInputs
 from graphs.cli import app
 from nodes import Node, register_node_type
 from nodes.registry import _registered
@@ -224,3 +225,13 @@ def test_validate_checks_a_pipeline_and_its_inputs_together(pipeline, tmp_path):
     result = CliRunner().invoke(app, ["validate", str(pipeline), "--inputs", str(inputs)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["ok: pipeline 'echo': 1 nodes, 0 edges", "ok: inputs: 1 line"]
+
+
+def test_done_inputs_know_line_numbers_across_the_bitmap_growing_and_ids_apart():
+    done = DoneInputs()
+    lines = range(1, 5000, 7)
+    for n in lines:
+        done.add(("line", n))
+    done.add(input_key("7", 1))
+    assert [n for n in range(5001) if ("line", n) in done] == list(lines)
+    assert (input_key("7", 2) in done, input_key(7, 2) in done, done.count) == (True, False, len(lines) + 1)

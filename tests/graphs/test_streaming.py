@@ -230,3 +230,18 @@ async def test_a_fail_fast_run_yields_its_partial_result():
     async with orchestrator.iter_runs(["x", "y"], 2) as runs:
         got = [(i, run.errors) async for i, run in runs]
     assert got == [(0, {"a": "RuntimeError: boom"}), (1, {"a": "RuntimeError: boom"})]
+
+
+async def test_leaving_early_from_an_async_source_is_clean():
+    pulled = []
+
+    async def inputs():
+        for i in range(1000):
+            pulled.append(i)
+            yield str(i)
+
+    async with sleepy_graph({}).iter_runs(inputs(), 2, max_pending=2) as runs:
+        async for index, _ in runs:
+            if index == 3:
+                break
+    assert 4 <= len(pulled) <= 6  # what was handed out, plus at most the window

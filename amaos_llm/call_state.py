@@ -47,6 +47,10 @@ class CallState:
     attempts: list[Attempt] = field(default_factory=list)  # every model tried or passed over, in order
     usage: Usage | None = None  # every answer's tokens so far
     cost: Decimal | None = None  # their cost; None as soon as one answer's price is unknown
+    sends: int = 0  # requests sent so far
+    last_model: str | None = None  # the model of the last send, to tell a fallback from an endpoint move
+    comebacks: list[float] | None = None  # seconds until targets passed over at send time free up
+    warnings: list[str] | None = None
 
     @classmethod
     def begin(

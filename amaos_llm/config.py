@@ -44,7 +44,7 @@ class ModelSpec(BaseModel):
     provider: str
     model: str = ""  # provider model id; empty means "same as name"
     source: Source | None = None  # default: by provider (openai_compatible: loopback base_url → local)
-    base_url: str | None = None
+    base_url: str | list[str] | None = None  # several: endpoints of one model, tried per `retry_strategy`
     priority: int = 0  # higher is preferred inside its tier
     weight: float = Field(default=1.0, ge=0)  # its share under `weighted`/`random` load balancing; 0: fallback only
     enabled: bool = True
@@ -61,9 +61,10 @@ class ModelSpec(BaseModel):
     breaker_reset: PositiveSeconds | None = None
     breaker_failure_rate: Rate | None = None
     breaker_min_calls: PositiveCount | None = None
+    load_timeout: PositiveSeconds | None = None
     cost_per_1k_input: Price | None = Field(default=None, ge=0)
     cost_per_1k_output: Price | None = Field(default=None, ge=0)
-    api_key_env: str | None = None
+    api_key_env: str | list[str] | None = None  # several: keys used in order, rotated on 401/402/403/429
     max_connections: int | None = Field(default=None, ge=1)  # HTTP pool size; None: 1,000
     http_transport: Literal["aiohttp", "default"] | None = None  # None: aiohttp when installed, else the SDK's
     api_key: SecretStr | None = None  # for code; YAML should name an env var instead
@@ -84,13 +85,25 @@ class ModelSpec(BaseModel):
             raise ValueError(exc.reason) from None
         return value
 
+    @field_validator("base_url", "api_key_env")
+    @classmethod
+    def _one_or_more(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list: give one value or several")
+            if len(set(value)) != len(value):
+                raise ValueError(f"duplicate entries in {value!r}")
+            if len(value) == 1:
+                return value[0]
+        return value
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> ModelSpec:
         info = provider_info(self.provider)
         if not self.model:
             object.__setattr__(self, "model", self.name)
         if self.source is None:
-            local = info.local if info.local is not None else is_loopback_url(self.base_url)
+            local = info.local if info.local is not None else all(is_loopback_url(u) for u in self.endpoints)
             object.__setattr__(self, "source", "local" if local else "cloud")
         if self.api_key_env is None and info.key_env:
             object.__setattr__(self, "api_key_env", info.key_env)
@@ -101,20 +114,42 @@ class ModelSpec(BaseModel):
         return self.source == "local"
 
     @property
+    def endpoints(self) -> tuple[str | None, ...]:
+        """The model's URLs in order; (None,) for the SDK's default (or an in-process model)."""
+        url = self.base_url
+        return (url,) if not isinstance(url, list) else tuple(url)
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
+        """The environment variables holding its keys, in the order they are used."""
+        env = self.api_key_env
+        return () if env is None else (env,) if isinstance(env, str) else tuple(env)
+
+    @property
     def key_required(self) -> bool:
         """Cloud SDKs need a key; any model that names a key variable needs it set."""
         return self.api_key_env is not None or provider_info(self.provider).key_required
 
     def has_key(self) -> bool:
         """A key is given in code or set in the environment (without reading it into a secret)."""
-        return self.api_key is not None or bool(self.api_key_env and os.environ.get(self.api_key_env))
+        if self.api_key is not None:
+            return True
+        env = self.api_key_env
+        if isinstance(env, str):
+            return bool(os.environ.get(env))
+        return env is not None and any(os.environ.get(e) for e in env)
 
-    def resolve_key(self) -> SecretStr | None:
-        """The key given in code, else the one in the environment variable, else None."""
+    def resolve_key(self, env: str | None = None) -> SecretStr | None:
+        """The key given in code, else the one in `env` (default: the first variable that is set),
+        else None."""
         if self.api_key is not None:
             return self.api_key
-        value = os.environ.get(self.api_key_env) if self.api_key_env else None
-        return SecretStr(value) if value else None
+        names = (env,) if env is not None else self.key_envs
+        for name in names:
+            value = os.environ.get(name)
+            if value:
+                return SecretStr(value)
+        return None
 
 
 def first_set(a: Any, b: Any, c: Any = None) -> Any:
@@ -132,6 +167,9 @@ class RoutingConfig(BaseModel):
     enable_fallback: bool = True
     fallback_chain: list[str] | None = None  # explicit order; replaces the computed one
     load_balancing: BalancingStrategy | None = None  # how to spread calls over equally ranked models
+    # A model with several base_urls: model_first tries all URLs of one model before the next
+    # model; endpoint_first tries each model's first URL, then each one's second, and so on.
+    retry_strategy: Literal["model_first", "endpoint_first"] = "model_first"
     random_seed: int | None = None  # seeds the retry jitter (and later draws); `LLMManager(rng=)` in code
 
 
@@ -152,6 +190,8 @@ class Defaults(BaseModel):
     breaker_failure_rate: Rate | None = None  # also open when this share of the last breaker_min_calls sends failed
     breaker_min_calls: PositiveCount = 20
     validation_retries: Count = 1  # re-asks on the same model after a validator rejected its answer
+    feature_fallback: bool = False  # re-send once without a parameter the server says it does not support
+    load_timeout: PositiveSeconds | None = None  # a cold local server's first reply may take this long (None: timeout)
 
 
 class CacheConfig(BaseModel):

@@ -112,7 +112,17 @@ class ProviderConnectionError(ProviderError):
 
 
 class BadRequestError(ProviderError):
+    """`unsupported`: the request parameter the server named, in a structured field, as one it
+    does not support (e.g. `seed`); `feature_fallback` may re-send without it."""
+
     breaker_failure = False  # the request's fault, not the model's
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None,
+        unsupported: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, retry_after=retry_after)
+        self.unsupported = unsupported
 
 
 class ContextWindowExceeded(BadRequestError):
@@ -120,7 +130,8 @@ class ContextWindowExceeded(BadRequestError):
 
 
 class ModelLoadError(ProviderError):
-    pass
+    """The model could not be loaded: missing weights or runtime, or a cold local server that did
+    not load it within `load_timeout`. Not re-sent: loading again would fail (or take) the same."""
 
 
 class ServerError(ProviderError):

@@ -25,20 +25,25 @@ from amaos_llm.call_state import CallOptions, CallState, call_options, estimate_
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
 from amaos_llm.errors import (
     AllModelsFailed,
+    BadRequestError,
     DeadlineExceeded,
+    ModelLoadError,
     ModelNotFound,
+    ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
 )
+from amaos_llm.health import Health
 from amaos_llm.inputs import chat_messages, prompt_messages
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 from amaos_llm.providers.callable import CallableProvider, ModelFunction
 from amaos_llm.providers.registry import provider_class
 from amaos_llm.resilience import RetryPolicy
-from amaos_llm.resilience.guards import ModelGuards
+from amaos_llm.resilience.guards import pause, retry_policy
+from amaos_llm.resilience.targets import Target, Targets, plan
 from amaos_llm.selection import select_candidates
-from amaos_llm.sending import send
+from amaos_llm.sending import load_model, loads_models, send, without_unsupported
 from amaos_llm.stats import Stats
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.validation import Validator, check_validator, judge, reask
@@ -75,13 +80,13 @@ class LLMManager:
             config = config.with_models(models)
         self._config = config.with_routing(local_only=local_only, enable_fallback=enable_fallback)
         self._models: dict[str, ModelSpec] = {m.name: m for m in self._config.models}
-        self._providers: dict[str, Provider] = {}
-        self._retired: list[Provider] = []
+        self._retired: list[Provider] = []  # providers of replaced models, closed with the manager
         self._prices = PriceBook()
         self._stats = Stats()
         self._clock, self._sleep = clock, sleep
         self._rng = rng if rng is not None else random.Random(self._config.routing.random_seed)
-        self._guards = ModelGuards(self._config.defaults, clock)
+        self._targets = Targets(self._config.defaults, clock)
+        self._health = Health(self._models, self._targets, lambda: self._config, self._provider, clock)
         self._load = Load()
         strategy = self._config.routing.load_balancing
         self._balancer = None if strategy is None else Balancer(strategy, self._load, self._rng)
@@ -169,9 +174,7 @@ class LLMManager:
 
     def set_model_weight(self, name: str, weight: float) -> None:
         """A model's share under `weighted` and `random` balancing; 0 makes it a fallback only."""
-        spec = self._models.get(name)
-        if spec is None:
-            raise ModelNotFound(name, list(self._models))
+        spec = self._spec(name)
         if type(weight) not in (int, float) or not weight >= 0:
             raise ValueError(f"weight: must be a number >= 0, got {weight!r}")
         self._models[name] = spec.model_copy(update={"weight": float(weight)})
@@ -195,11 +198,57 @@ class LLMManager:
         )
         self._retire(name)
         self._models[name] = spec
-        self._providers[name] = CallableProvider(spec, fn=fn)
+        self._targets.of(spec)[0].providers[None] = CallableProvider(spec, fn=fn)
+        return spec
+
+    # -- health and status (no background work: real sends, or these calls) -------------------
+
+    async def health_check_all(self) -> dict[str, bool]:
+        """{model: healthy} for every enabled model, checked concurrently without generating
+        (each within min(timeout, 5 s)); see `amaos_llm.health`. Breakers are left as they are."""
+        return await self._health.check_all()
+
+    async def warm_up(self, names: Sequence[str] | None = None) -> dict[str, bool]:
+        """Load local models (default: every enabled one) without generating; {model: ready}."""
+        for name in names or ():
+            if name not in self._models:
+                raise ModelNotFound(name, list(self._models))
+        return await self._health.warm_up(list(names) if names is not None else None)
+
+    def get_provider_status(self) -> dict[str, dict[str, Any]]:
+        return self._health.status()
+
+    def get_model_info(self, name: str) -> dict[str, Any]:
+        spec = self._spec(name)
+        return self._health.model_info(spec, self._stats)
+
+    async def reset_provider(self, name: str) -> None:
+        """Close the model's clients and forget its init backoff, key marks and health."""
+        spec = self._spec(name)
+        closing = []
+        for target in self._targets.of(spec):
+            for env, provider in list(target.providers.items()):
+                if not isinstance(provider, CallableProvider):  # a registered function has no client to rebuild
+                    closing.append(target.providers.pop(env))
+        self._health.forget_state(spec.name)
+        for provider in closing:
+            await provider.aclose()
+
+    def reset_circuit_breaker(self, name: str) -> None:
+        """Close the model's circuit breakers and Retry-After windows."""
+        self._targets.reset_breakers(self._spec(name))
+
+    def _spec(self, name: str) -> ModelSpec:
+        spec = self._models.get(name)
+        if spec is None:
+            raise ModelNotFound(name, list(self._models))
         return spec
 
     async def aclose(self) -> None:
-        providers, self._providers = [*self._providers.values(), *self._retired], {}
+        providers = [*self._retired]
+        for target in self._targets.all():
+            providers.extend(target.providers.values())
+            target.providers.clear()
         self._retired = []
         self._closed = True
         for provider in providers:
@@ -272,36 +321,37 @@ class LLMManager:
                 routing,
                 estimate=lambda s: self._prices.estimate(s, prompt_tokens, self._max_tokens(s, max_tokens)),
                 has_key=ModelSpec.has_key,
-                unavailable=self._guards.unavailable,
+                unavailable=self._targets.unavailable,
                 force_model=forced,
                 balance=None if self._balancer is None else self._balancer.order,
             )
-            sent = False
-            for candidate in candidates:
-                spec = candidate.spec
-                if candidate.skip_reason is not None:
-                    self._record(call, spec, "skipped", 0.0, candidate.skip_reason)
-                    continue
-                if sent:
+            sends, call.comebacks = call.sends, None
+            for spec, target in plan(candidates, routing.retry_strategy, self._targets.of, call, self._record):
+                if call.last_model is not None and call.last_model != spec.name:
                     if not routing.enable_fallback:
                         break
                     stats.fallbacks += 1
-                sent = True
-                result = await self._try(spec, call)
+                    call.last_model = None  # counted once, however many of its targets are passed over
+                result = await self._try(spec, target, call)
                 if result is not None:
                     return result
-            pause = None if sent else self._guards.pause(candidates, waited, call.until)
-            if pause is None:
+            sent = call.sends > sends
+            comebacks = [c.clears_in for c in candidates if c.clears_in is not None] + (call.comebacks or [])
+            wait = None if sent else pause(comebacks, waited, call.until, self._config.defaults.max_retry_wait,
+                                           self._clock)
+            if wait is None:
                 raise AllModelsFailed(call.attempts, "all models failed" if sent else "no eligible model")
             # Every model was passed over, but one comes back soon (an open breaker, a Retry-After):
             # waiting for it beats failing the call.
-            await self._sleep(pause)
-            waited += pause
+            await self._sleep(wait)
+            waited += wait
 
-    async def _try(self, spec: ModelSpec, call: CallState) -> LLMResult | None:
-        """Send to one model, retrying what is worth retrying and re-asking what its validator
-        rejected; the accepted result, or None when the model finally failed."""
-        defaults, clock, until = self._config.defaults, self._clock, call.until
+    async def _try(self, spec: ModelSpec, target: Target, call: CallState) -> LLMResult | None:
+        """Send to one target of a model, rotating keys, dropping unsupported parameters, retrying
+        what is worth retrying and re-asking what its validator rejected; the accepted result, or
+        None when this target finally failed (or could not take the call)."""
+        defaults, clock, until, stats = self._config.defaults, self._clock, call.until, self._stats
+        ring = self._targets.keys
         request = ProviderRequest(
             messages=call.messages,
             model=spec.model,
@@ -311,23 +361,41 @@ class LLMManager:
             options=spec.options,
         )
         timeout = spec.timeout or defaults.timeout
+        load_timeout = first_set(spec.load_timeout, defaults.load_timeout)
+        if load_timeout is not None and not loads_models(spec):
+            load_timeout = None
         policy: RetryPolicy | None = None  # built on the first failure: the happy path needs none
-        breaker = self._guards.breaker(spec)
         retry = reasks = 0
+        dropped = False
         while True:
-            limit = timeout
-            if until is not None:
-                limit = min(timeout, until - clock())
-                if limit <= 0:
-                    raise DeadlineExceeded(call.attempts, "deadline exceeded")
-            if breaker.is_open():  # opened, or its one probe taken, since this model was picked
-                self._record(call, spec, "skipped", 0.0, "circuit breaker open after repeated failures")
+            if retry or reasks or dropped:  # a re-send: its own Retry-After was waited out; only a breaker stops it
+                block = ("circuit breaker open after repeated failures", None) if target.breaker.is_open() else None
+            else:  # it may have changed since the model was picked
+                block = target.unavailable(ring, clock())
+            if block is not None:
+                self._record(call, spec, target, None, "skipped", 0.0, block[0])
+                if block[1] is not None:
+                    call.comebacks = [*(call.comebacks or ()), block[1]]
                 return None
+            env = target.key(ring) if target.keys else None
             t0 = clock()
             load = self._load
             load.started(spec.name)
+            target.in_flight += 1
+            call.sends += 1
+            call.last_model = spec.name
+            cold = load_timeout is not None and target.is_cold(t0)
+            budget = load_timeout if cold else timeout
+            limit = budget
+            breaker = target.breaker
             try:
-                provider = self._provider(spec)
+                provider = self._provider(target, env)
+                if provider.needs_load:  # the in-process model loads outside the reply's timeout
+                    await load_model(provider, None if until is None else until - clock())
+                if until is not None:
+                    limit = min(budget, until - clock())
+                    if limit <= 0:
+                        raise DeadlineExceeded(call.attempts, "deadline exceeded")
                 breaker.before_call()
                 reply = await send(provider, request, limit)
             except ProviderError as exc:
@@ -335,57 +403,80 @@ class LLMManager:
             except BaseException as exc:
                 if not isinstance(exc, Exception):  # the attempt was cut off by the caller
                     breaker.record_inconclusive()
-                    self._record(call, spec, "cancelled", clock() - t0)
+                    self._record(call, spec, target, env, "cancelled", clock() - t0)
                 raise
             else:
                 latency = clock() - t0
                 breaker.record_success()
+                target.observe(latency, clock())
                 load.observe(spec.name, latency)
                 usage, cost = self._bill(spec, reply, call)
                 reason = None
                 if call.validator is not None:
                     reason = await judge(call.validator, self._result(spec, reply, call))
                 if reason is None:
-                    self._record(call, spec, "success", latency, usage=usage, cost=cost)
+                    self._record(call, spec, target, env, "success", latency, usage=usage, cost=cost)
                     return self._result(spec, reply, call)
-                self._record(call, spec, "rejected", latency, reason, usage, cost)
+                self._record(call, spec, target, env, "rejected", latency, reason, usage, cost)
                 if reasks >= call.validation_retries:
                     return None
                 reasks += 1
-                self._stats.validation_retries += 1
+                stats.validation_retries += 1
                 request = replace(request, messages=reask(request.messages, reply.content, reason))
                 continue
             finally:
                 load.finished(spec.name)
+                target.in_flight -= 1
             latency = clock() - t0
             timed_out = isinstance(error, ProviderTimeout)
-            if timed_out and limit < timeout:  # the call's deadline cut this attempt, not the model's slowness
+            if timed_out and limit < budget:  # the call's deadline cut this attempt, not the model's slowness
                 breaker.record_inconclusive()
-                self._record(call, spec, "timeout", latency, "deadline")
+                self._record(call, spec, target, env, "timeout", latency, "deadline")
                 raise DeadlineExceeded(call.attempts, "deadline exceeded")
-            if error.breaker_failure:
-                if breaker.record_failure():
-                    self._stats.model(spec.name).breaker_opens += 1
-            else:
+            if timed_out and cold:  # a cold server still loading the model, not a slow reply
+                error, timed_out = ModelLoadError(f"{spec.name}: the model did not load within {budget:g} s"), False
+                stats.model(spec.name).load_timeouts += 1
+            elif isinstance(error, ModelLoadError):
+                target.init_failed(clock(), str(error))  # back off before building it again
+            elif isinstance(error, ProviderConnectionError) and not error.connected:
+                target.warm = False  # a server that was down loads the model again when it is back
+            target.last_error = f"{type(error).__name__}: {error}"
+            rotate = env is not None and self._targets.rotate(target, env, error, defaults)
+            if rotate or not error.breaker_failure:
                 breaker.record_inconclusive()
-            self._record(call, spec, "timeout" if timed_out else "error", latency, f"{type(error).__name__}: {error}")
+            elif breaker.record_failure():
+                stats.model(spec.name).breaker_opens += 1
+            self._record(call, spec, target, env, "timeout" if timed_out else "error", latency,
+                         f"{type(error).__name__}: {error}")
+            if rotate:
+                stats.key_rotations += 1
+                continue  # at once, with the next key
+            if not dropped and defaults.feature_fallback and isinstance(error, BadRequestError):
+                smaller = without_unsupported(request, error.unsupported)
+                if smaller is not None:
+                    dropped, request = True, smaller
+                    stats.feature_fallbacks += 1
+                    call.warnings = [*(call.warnings or ()),
+                                     f"{spec.name}: re-sent without {error.unsupported!r}, which it does not support"]
+                    continue
             retry += 1
             if policy is None:
-                policy = self._guards.retry_policy(spec)
+                policy = retry_policy(spec, defaults)
             delay = policy.delay(error, retry, self._rng)
-            if error.retry_after is not None:
-                self._guards.window(spec).open(error.retry_after)  # other calls keep away meanwhile
+            if error.retry_after is not None and (env is None or target.usable_keys(ring) == 0):
+                target.window.open(error.retry_after)  # other calls keep away meanwhile
             if delay is None or (until is not None and clock() + delay >= until) or breaker.is_open():
-                return None  # no retry, none that could finish in time, or the model now counts as down
-            self._stats.retries += 1
+                return None  # no retry, none that could finish in time, or the target now counts as down
+            stats.retries += 1
             await self._sleep(delay)
 
     def _record(
-        self, call: CallState, spec: ModelSpec, outcome: Outcome, latency: float, error: str | None = None,
-        usage: Usage | None = None, cost: Decimal | None = None,
+        self, call: CallState, spec: ModelSpec, target: Target | None, key_env: str | None, outcome: Outcome,
+        latency: float, error: str | None = None, usage: Usage | None = None, cost: Decimal | None = None,
     ) -> None:
         call.attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome=outcome, error=error,
-                                     latency=latency, usage=usage, cost=cost))
+                                     latency=latency, usage=usage, cost=cost,
+                                     endpoint=None if target is None else target.url, key_env=key_env))
         self._stats.record_attempt(spec.name, outcome, latency)
 
     def _bill(self, spec: ModelSpec, reply: ProviderReply, call: CallState) -> tuple[Usage, Decimal | None]:
@@ -409,26 +500,28 @@ class LLMManager:
             latency=self._clock() - call.start,
             finish_reason=reply.finish_reason,
             attempts=call.attempts,
+            warnings=call.warnings or [],
         )
 
     # -- lazily built pieces --------------------------------------------------------------------
 
-    def _provider(self, spec: ModelSpec) -> Provider:
-        provider = self._providers.get(spec.name)
+    def _provider(self, target: Target, env: str | None) -> Provider:
+        """The target's provider for the key in `env` (its client is built on first use)."""
+        provider = target.providers.get(env)
         if provider is None:
             if self._closed:
                 raise ProviderError("the manager is closed")
-            provider = provider_class(spec.provider)(spec, spec.resolve_key())
-            self._providers[spec.name] = provider
+            spec = target.spec
+            if env is not None and len(target.keys) > 1:
+                spec = spec.model_copy(update={"api_key_env": env})  # the provider names the variable it uses
+            provider = target.providers[env] = provider_class(spec.provider)(spec, spec.resolve_key(env))
         return provider
 
     def _max_tokens(self, spec: ModelSpec, requested: int | None) -> int:
         return first_set(requested, spec.max_tokens, self._config.defaults.max_tokens)
 
     def _retire(self, name: str) -> None:
-        old = self._providers.pop(name, None)
-        if old is not None:
-            self._retired.append(old)
+        self._retired.extend(self._targets.forget(name))
         self._prices.forget(name)
-        self._guards.forget(name)
         self._version += 1
+

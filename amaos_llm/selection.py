@@ -115,7 +115,7 @@ def _judge(
     if routing.local_only and not spec.is_local:
         return Candidate(spec, "cloud model excluded by local_only")
     if spec.key_required and not has_key(spec):
-        return Candidate(spec, f"API key missing: set the environment variable {spec.api_key_env}")
+        return Candidate(spec, f"API key missing: set the environment variable {' or '.join(spec.key_envs)}")
     blocked = unavailable(spec)
     if blocked is not None:
         return Candidate(spec, *blocked)

@@ -5,12 +5,16 @@ wrong comes out as a `ProviderError`, so that an SDK's unmapped exception is tha
 from __future__ import annotations
 
 import sys
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from amaos_llm.errors import ProviderError, ProviderTimeout
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
+
+if TYPE_CHECKING:
+    from amaos_llm.config import ModelSpec
 
 MAX_ERROR = 300  # characters of an unexpected exception's text kept in the attempt's error
 
@@ -56,3 +60,28 @@ async def _call(provider: Provider, request: ProviderRequest, timeout: float) ->
         raise ProviderTimeout(f"no reply within {timeout:g} s") from None
     except Exception as exc:  # an SDK failure no mapping knows: this model failed; fallback goes on
         raise ProviderError(provider.redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR]) from exc
+
+
+def loads_models(spec: ModelSpec) -> bool:
+    """A local server that loads a model on demand: its first reply may wait for the load."""
+    return spec.provider == "ollama" or (spec.provider == "openai_compatible" and spec.is_local)
+
+
+async def load_model(provider: Provider, time_left: float | None) -> None:
+    """Load an in-process model before its first send, within the call's deadline (if any)."""
+    if time_left is None:
+        await provider.warm_up()
+        return
+    with anyio.move_on_after(max(time_left, 0.0)) as scope:
+        await provider.warm_up()
+    if scope.cancelled_caught:
+        raise ProviderTimeout(f"the model did not load within the {time_left:g} s left")
+
+
+def without_unsupported(request: ProviderRequest, feature: str | None) -> ProviderRequest | None:
+    """The request minus a parameter the server named as unsupported, if it is one we may drop."""
+    if feature == "seed" and request.seed is not None:
+        return replace(request, seed=None)
+    if feature and feature in request.options:
+        return replace(request, options={k: v for k, v in request.options.items() if k != feature})
+    return None

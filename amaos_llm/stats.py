@@ -25,6 +25,7 @@ class ModelStats:
     rejected: int = 0  # answers the call's validator turned down
     skipped: int = 0
     breaker_opens: int = 0  # times a failure opened (or a failed probe re-opened) its breaker
+    load_timeouts: int = 0  # sends to a cold local server that did not load the model within load_timeout
     latency_sum: float = 0.0  # of the attempts that finished (cancelled ones say nothing of the model)
     input_tokens: int = 0
     output_tokens: int = 0
@@ -41,6 +42,7 @@ class ModelStats:
             "rejected": self.rejected,
             "skipped": self.skipped,
             "breaker_opens": self.breaker_opens,
+            "load_timeouts": self.load_timeouts,
             "avg_latency": self.latency_sum / finished if finished else 0.0,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -59,6 +61,8 @@ class Stats:
     fallbacks: int = 0  # moves from one model to the next
     retries: int = 0  # extra attempts on the same model after transient failures
     validation_retries: int = 0  # re-asks after a validator rejected an answer
+    key_rotations: int = 0  # re-sends with the next API key after a 401/402/403/429
+    feature_fallbacks: int = 0  # re-sends without a parameter the server does not support
     cache_hits: int = 0
     cache_misses: int = 0
     saved_cost: Decimal = field(default_factory=Decimal)  # what the cache hits would have cost
@@ -119,6 +123,8 @@ class Stats:
             "fallbacks": self.fallbacks,
             "retries": self.retries,
             "validation_retries": self.validation_retries,
+            "key_rotations": self.key_rotations,
+            "feature_fallbacks": self.feature_fallbacks,
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "cache_hit_rate": self.cache_hits / lookups if (lookups := self.cache_hits + self.cache_misses) else 0.0,

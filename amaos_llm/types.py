@@ -61,6 +61,8 @@ class Attempt(BaseModel):
     latency: float = 0.0
     usage: Usage | None = None  # what this attempt was billed for, when the model answered
     cost: Cost | None = None
+    endpoint: str | None = None  # the URL sent to (None: the SDK's default, or an in-process model)
+    key_env: str | None = None  # the variable holding the API key sent with, when the model has one
 
 
 class LLMResult(BaseModel):
@@ -77,6 +79,7 @@ class LLMResult(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     cache_hit: bool = False  # served from the result cache: no model was called, usage and cost are 0
     saved_cost: Cost | None = None  # for a cache hit, what the original answer cost
+    warnings: list[str] = Field(default_factory=list)  # e.g. a parameter dropped by feature_fallback
 
     @computed_field  # type: ignore[prop-decorator]
     @property

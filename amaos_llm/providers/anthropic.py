@@ -69,11 +69,12 @@ class AnthropicProvider(Provider):
         )
 
     async def health(self) -> bool:
-        """True when `GET /v1/models` answers (reachable, key accepted)."""
+        """True when `GET /v1/models/{model}` knows this model (reachable, key accepted; aliases
+        such as `claude-3-5-haiku-latest` resolve there, while the list names only dated ids)."""
         try:
             client = self._client()
             with self._errors():
-                await client.models.list(limit=1)
+                await client.models.retrieve(self.spec.model)
         except ProviderError:
             return False
         return True

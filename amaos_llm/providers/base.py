@@ -65,6 +65,13 @@ class Provider(ABC):
         """Cheap reachability check (no generation). Default: assume reachable."""
         return True
 
+    # An in-process model not loaded yet: the manager loads it (`warm_up`) outside the reply's timeout.
+    needs_load: bool = False
+
+    async def warm_up(self) -> bool:
+        """Get the model ready to answer without generating; default: the health check."""
+        return await self.health()
+
     # The SDK client, built lazily by the subclass on first use; `aclose` closes it.
     _sdk_client: Any = None
 

@@ -190,6 +190,15 @@ class EmbeddedProvider(Provider):
                 self._server, self._key = _acquire(key), key
             return self._server
 
+    @property
+    def needs_load(self) -> bool:  # type: ignore[override]
+        return self._server is None
+
+    async def warm_up(self) -> bool:
+        """Load the model (in a worker thread; a caller who stops waiting leaves the load to finish)."""
+        await anyio.to_thread.run_sync(self._ensure_loaded, abandon_on_cancel=True)
+        return True
+
     async def health(self) -> bool:
         try:
             require_pieces(self.spec.model_path)

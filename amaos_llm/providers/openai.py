@@ -72,14 +72,14 @@ class OpenAIProvider(Provider):
         )
 
     async def health(self) -> bool:
-        """True when `GET /models` answers (reachable, key accepted)."""
+        """True when `GET /models` answers (reachable, key accepted) and lists this model."""
         try:
             client = self._client()
             with self._errors():
-                await client.models.list()
+                page = await client.models.list()
         except ProviderError:
             return False
-        return True
+        return any(m.id == self.spec.model for m in page.data)
 
     def _errors(self) -> SdkErrors:
         if self._sdk_errors is None:

@@ -47,6 +47,11 @@ class CircuitBreaker:
             return "half_open"
         return "open"
 
+    @property
+    def failures(self) -> int:
+        """Consecutive failed sends counted so far."""
+        return self._failures
+
     def is_open(self) -> bool:
         """True while calls must not go through: open, or half-open with a probe already out."""
         if self._opened_at is None:

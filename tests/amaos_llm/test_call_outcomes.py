@@ -206,7 +206,7 @@ async def test_a_cancelled_half_open_probe_frees_the_probe_slot() -> None:
 
     m = manager(breaker_threshold=1, breaker_reset=0.01)
     m.register_model("a", slow)
-    breaker = m._guards.breaker(m.list_models()[0])
+    breaker = m._targets.of(m.list_models()[0])[0].breaker
     breaker.record_failure()  # opened
     await anyio.sleep(0.02)  # half-open: the next call is the probe
     with anyio.move_on_after(0.05):

@@ -219,7 +219,7 @@ async def test_missing_key_is_a_skipped_attempt_naming_the_variable(monkeypatch:
     assert [(a.model_name, a.outcome) for a in result.attempts] == [("gpt", "skipped"), ("backup", "success")]
     assert "AMAOS_TEST_UNSET_KEY" in (result.attempts[0].error or "")
     assert m.get_stats()["by_model"]["gpt"] == {**m.get_stats()["by_model"]["gpt"], "calls": 0, "skipped": 1}
-    assert "gpt" not in m._providers  # no SDK client was built for it
+    assert m.get_provider_status()["gpt"]["client"] == "unbuilt"  # no SDK client was built for it
 
 
 async def test_rate_limit_is_retried_on_the_same_model_after_retry_after() -> None:

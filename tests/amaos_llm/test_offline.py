@@ -29,7 +29,7 @@ async def test_local_only_answers_offline_with_cloud_keys_present(
     monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens: the local Ollama is down
     async with LLMManager.from_yaml(REPO / "config" / "model_priority.yaml", local_only=True) as manager:
         result = await manager.complete("Say hello.", temperature=0.0, max_tokens=8)
-        built = set(manager._providers)
+        built = {n for n, s in manager.get_provider_status().items() if s["client"] != "unbuilt"}
     assert result.model_name == "smollm2-embedded" and result.cost == 0
     assert no_egress == []
     assert built <= {"llama3-local", "smollm2-embedded"}  # no cloud SDK client was ever constructed

@@ -17,6 +17,9 @@ Each fake records every request in ``fake.requests`` and can misbehave on demand
     fake.stream_fault = "cut"         # streams: connection dropped after the first delta
     fake.reply_fault = "hang_up"      # the connection closed after the request, no reply at all
     fake.reply_fault = "cut"          # a plain reply cut off after half its body
+    fake.flaky(500, 0.3, seed=1)      # a seeded random 30 % of requests fail with 500
+    fake.error_fields = {...}         # merged into the wire's error object (OpenAI `param`/`code`, ...)
+    fake.load_delay = 2.0             # a cold server: its first request (or after fake.unload()) waits
 
 Start with ``with OpenAIFake() as fake:`` (or the fixtures in ``tests.support.fixtures``);
 ``fake.url`` is the base URL in the form the SDK wants.
@@ -25,6 +28,7 @@ Start with ``with OpenAIFake() as fake:`` (or the fixtures in ``tests.support.fi
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import threading
@@ -101,6 +105,11 @@ class FakeServer:
         self.reply_fault: Literal["hang_up", "cut"] | None = None
         self._failure: tuple[int, str | None, str | None] | None = None
         self._fail_times: int | None = None
+        self._flaky: tuple[int, float, random.Random] | None = None
+        self.failures_sent = 0  # error replies sent (fail() and flaky())
+        self.error_fields: dict[str, Any] = {}
+        self.load_delay = 0.0
+        self.loaded = False
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -116,9 +125,18 @@ class FakeServer:
         with self._lock:
             self._failure, self._fail_times = (status, retry_after, message), times
 
+    def flaky(self, status: int, rate: float, *, seed: int = 0) -> None:
+        """A seeded random share `rate` of requests fail with `status`."""
+        with self._lock:
+            self._flaky = (status, rate, random.Random(seed))
+
     def recover(self) -> None:
         with self._lock:
-            self._failure, self._fail_times = None, None
+            self._failure, self._fail_times, self._flaky = None, None, None
+
+    def unload(self) -> None:
+        """Forget the loaded model: the next request waits `load_delay` again."""
+        self.loaded = False
 
     @property
     def port(self) -> int:
@@ -193,6 +211,12 @@ class FakeServer:
                 self._fail_times -= 1
                 if self._fail_times <= 0:
                     self._failure, self._fail_times = None, None
+            if failure is None and self._flaky is not None:
+                status, rate, rng = self._flaky
+                if rng.random() < rate:
+                    failure = (status, None, None)
+            if failure is not None:
+                self.failures_sent += 1
             return failure
 
 
@@ -252,6 +276,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.delay and fake._stopping.wait(fake.delay):
             self.close_connection = True
             return
+        if fake.load_delay and not fake.loaded and self.command == "POST":
+            if fake._stopping.wait(fake.load_delay):
+                self.close_connection = True
+                return
+            fake.loaded = True
         failure = fake._take_failure()
         if fake.reply_fault == "hang_up":
             self.close_connection = True
@@ -259,6 +288,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, retry_after, message = failure
             headers = {"retry-after": retry_after} if retry_after is not None else {}
             body = fake.error_body(status, message or f"fake failure {status}")
+            if fake.error_fields:
+                inner = body.get("error") if isinstance(body, dict) else None
+                (inner if isinstance(inner, dict) else body).update(fake.error_fields)
             self._send(Reply(status, body, headers=headers))
         elif fake.malformed:
             self._send_bytes(200, "application/json", b'{"truncated": [', {})
@@ -325,6 +357,9 @@ class OllamaFake(FakeServer):
             return Reply(body={"models": [self._model_entry(m) for m in self.models]})
         if req.method != "POST" or req.path != "/api/chat":
             return self.not_found(req)
+        if not req.body.get("messages"):  # Ollama's "load the model" request: no generation
+            return Reply(body={"model": req.body.get("model"), "created_at": CREATED_AT, "done": True,
+                               "done_reason": "load", "message": {"role": "assistant", "content": ""}})
         prompt = _chat_prompt(req.body, (req.body.get("options") or {}).get("num_predict"))
         a = self.answer(prompt)
         done = {
@@ -406,6 +441,11 @@ class AnthropicFake(FakeServer):
                    500: "api_error", 529: "overloaded_error"}
 
     def route(self, req: Recorded) -> Reply:
+        if req.method == "GET" and req.path.startswith("/v1/models/"):
+            wanted = req.path.removeprefix("/v1/models/")
+            if wanted not in self.models:
+                return Reply(404, self.error_body(404, f"model: {wanted}"))
+            return Reply(body={"type": "model", "id": wanted, "display_name": wanted, "created_at": CREATED_AT})
         if req.method == "GET" and req.path == "/v1/models":
             data = [{"type": "model", "id": m, "display_name": m, "created_at": CREATED_AT} for m in self.models]
             return Reply(body={"data": data, "has_more": False, "first_id": self.models[0] if self.models else None,

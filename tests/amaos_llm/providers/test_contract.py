@@ -254,6 +254,12 @@ async def test_health_is_true_when_the_server_knows_the_model(
 
 
 @every_wire
+async def test_health_is_false_when_the_server_does_not_know_the_model(provider: Provider, fake: FakeServer) -> None:
+    fake.models = ["other"]
+    assert await provider.health() is False
+
+
+@every_wire
 async def test_health_is_false_when_unreachable(wire: Wire, closed_port: str) -> None:
     p = make(wire, closed_port + wire.url_path)
     try:

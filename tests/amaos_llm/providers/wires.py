@@ -117,7 +117,7 @@ OPENAI = Wire(
 ANTHROPIC = Wire(
     name="anthropic", cls=AnthropicProvider, fixture="anthropic_fake", url_path="",
     base_url_env="ANTHROPIC_BASE_URL", env_url=lambda fake: fake.url,
-    generate="/v1/messages", health="/v1/models",
+    generate="/v1/messages", health=f"/v1/models/{MODEL}",
     temperature="temperature", max_tokens="max_tokens", seed=None,
     prompt={"system": "be brief", "messages": [{"role": "user", "content": "hi"}]},
     finish=("end_turn", "max_tokens"),

@@ -7,6 +7,7 @@ calls these functions with what it could read: the status, a short message, `Ret
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -40,7 +41,7 @@ def error_for_status(
     if status is None or status < 400:
         return ServerError(f"{provider}: error in reply: {_short(message)}", status_code=status)
     text = f"{provider}: HTTP {status}: {_short(message)}"
-    if status in (401, 403):
+    if status in (401, 402, 403):  # 402: the key's account cannot pay; another key may
         return AuthenticationError(text, status_code=status)
     if status == 429:
         return RateLimitError(text, status_code=status, retry_after=retry_after)
@@ -51,7 +52,30 @@ def error_for_status(
         return ServerError(text, status_code=status, retry_after=retry_after if status in (503, 529) else None)
     if status == 400 and _is_context_overflow(body):
         return ContextWindowExceeded(text, status_code=status)
-    return BadRequestError(text, status_code=status)
+    return BadRequestError(text, status_code=status, unsupported=unsupported_parameter(body))
+
+
+UNSUPPORTED_CODES = frozenset({"unsupported_parameter", "unsupported_value"})
+
+
+def unsupported_parameter(body: object) -> str | None:
+    """The request parameter an error body names, in a structured field, as not supported: an
+    OpenAI-protocol `error.param` with code unsupported_parameter/unsupported_value, or Google's
+    `fieldViolations[].field` (by its last path segment: `generation_config.seed` → `seed`). The
+    message text is never read: "not supported" in prose may be about anything."""
+    inner = body.get("error", body) if isinstance(body, Mapping) else None
+    if not isinstance(inner, Mapping):
+        return None
+    param = inner.get("param")
+    if inner.get("code") in UNSUPPORTED_CODES and isinstance(param, str) and param:
+        return param
+    for detail in inner.get("details") or ():
+        if isinstance(detail, Mapping):
+            for violation in detail.get("fieldViolations") or ():
+                field = violation.get("field") if isinstance(violation, Mapping) else None
+                if isinstance(field, str) and field:
+                    return field.rsplit(".", 1)[-1]
+    return None
 
 
 def _is_context_overflow(body: object) -> bool:
@@ -94,10 +118,10 @@ class SdkErrors:
         if isinstance(exc, (sdk.APITimeoutError, httpx2.TimeoutException)):
             fault = aiohttp_connection_fault(exc)
             if fault is not None:
-                return connection_error(provider, redact(describe(fault)), url=redact(self._url()))
+                return connection_error(provider, redact(describe(fault)), url=redact(self._url()), cause=fault)
             return timeout_error(provider, redact(describe(exc)))
         if isinstance(exc, (sdk.APIConnectionError, httpx2.TransportError, ConnectionError)):
-            return connection_error(provider, redact(describe(exc)), url=redact(self._url()))
+            return connection_error(provider, redact(describe(exc)), url=redact(self._url()), cause=exc)
         if isinstance(exc, (sdk.APIResponseValidationError, json.JSONDecodeError)):
             return malformed_reply(provider, redact(describe(exc)))
         if isinstance(exc, sdk.APIError):  # any other failure the SDK reports about the reply
@@ -123,10 +147,40 @@ def aiohttp_connection_fault(exc: BaseException) -> BaseException | None:
     return None
 
 
-def connection_error(provider: str, detail: str, *, url: str) -> ProviderConnectionError:
+def connection_error(
+    provider: str, detail: str, *, url: str, cause: BaseException | None = None
+) -> ProviderConnectionError:
     """The SDKs say only "Connection error.": name the URL that was tried (a typo'd port, a server
-    not started, an env var pointing elsewhere all look the same otherwise)."""
-    return ProviderConnectionError(f"{provider}: connection to {shown_url(url)} failed: {_short(detail)}")
+    not started, an env var pointing elsewhere all look the same otherwise). `cause` tells whether
+    the request had gone out (a reset or a cut reply: worth a retry) or never connected."""
+    return ProviderConnectionError(f"{provider}: connection to {shown_url(url)} failed: {_short(detail)}",
+                                   connected=cause is not None and went_out(cause))
+
+
+# Transport failures by class name, across httpx, httpx2 and aiohttp (the SDKs sit on either):
+# the connection never opened, or it broke after the request was sent.
+_NEVER_CONNECTED = frozenset({"ConnectError", "ConnectTimeout", "ClientConnectorError", "ClientConnectorDNSError",
+                              "ClientConnectorCertificateError", "ClientProxyConnectionError", "InvalidURL"})
+_CUT_AFTER_SEND = frozenset({"RemoteProtocolError", "ReadError", "WriteError", "ServerDisconnectedError",
+                             "ClientPayloadError", "IncompleteRead", "ContentLengthError"})
+
+
+def went_out(exc: BaseException) -> bool:
+    """True when `exc` says the connection broke after the request was sent. The innermost known
+    error decides: transports re-wrap (the aiohttp transport raises `ConnectError` for aiohttp's
+    `ServerDisconnectedError`), so the outer names can mislead."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 8:  # a few levels at most; a cycle must not hang us
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for error in reversed(chain):
+        name = type(error).__name__
+        if name in _NEVER_CONNECTED or isinstance(error, (ConnectionRefusedError, socket.gaierror)):
+            return False
+        if name in _CUT_AFTER_SEND or isinstance(error, (ConnectionResetError, BrokenPipeError)):
+            return True
+    return False
 
 
 def shown_url(url: str) -> str:

@@ -158,13 +158,14 @@ class GoogleProvider(Provider):
         except errors.APIError as exc:
             headers = exc.response.headers if exc.response is not None else None
             raise error_for_status(
-                name, exc.code, self.redact(body_message(exc.details)), retry_after_seconds(headers)
+                name, exc.code, self.redact(body_message(exc.details)), retry_after_seconds(headers), exc.details
             ) from exc
         # Timeouts first: aiohttp's ServerTimeoutError is a ClientConnectionError too. A bare
         # TimeoutError is aiohttp's total timeout (asyncio.TimeoutError).
         except (httpx2.TimeoutException, TimeoutError, *aio_timeouts) as exc:
             raise timeout_error(name, self.redact(describe(exc))) from exc
         except (httpx2.TransportError, ConnectionError, *aio_connections) as exc:
-            raise connection_error(name, self.redact(describe(exc)), url=self.redact(self._base_url())) from exc
+            raise connection_error(name, self.redact(describe(exc)), url=self.redact(self._base_url()),
+                                   cause=exc) from exc
         except (errors.UnknownApiResponseError, json.JSONDecodeError) as exc:
             raise malformed_reply(name, self.redact(describe(exc))) from exc

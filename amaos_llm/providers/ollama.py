@@ -87,6 +87,13 @@ class OllamaProvider(Provider):
         # Ollama stores "llama3" as "llama3:latest".
         return wanted in names or (":" not in wanted and f"{wanted}:latest" in names)
 
+    async def warm_up(self) -> bool:
+        """Ask the server to load the model: `POST /api/chat` with no messages generates nothing."""
+        client = self._client()
+        with self._errors():
+            reply = await client.chat(model=self.spec.model, messages=[])
+        return bool(reply.done)
+
     def _base_url(self) -> str:
         # The SDK has no public accessor; the httpx client it wraps holds the host it settled on
         # (base_url, $OLLAMA_HOST or its default).
@@ -109,9 +116,11 @@ class OllamaProvider(Provider):
         except httpx.TimeoutException as exc:
             fault = aiohttp_connection_fault(exc)
             if fault is not None:
-                raise connection_error(name, self.redact(describe(fault)), url=self.redact(self._base_url())) from exc
+                raise connection_error(name, self.redact(describe(fault)), url=self.redact(self._base_url()),
+                                       cause=fault) from exc
             raise timeout_error(name, self.redact(describe(exc))) from exc
         except (httpx.TransportError, ConnectionError) as exc:
-            raise connection_error(name, self.redact(describe(exc)), url=self.redact(self._base_url())) from exc
+            raise connection_error(name, self.redact(describe(exc)), url=self.redact(self._base_url()),
+                                   cause=exc) from exc
         except (json.JSONDecodeError, pydantic.ValidationError) as exc:
             raise malformed_reply(name, self.redact(describe(exc))) from exc

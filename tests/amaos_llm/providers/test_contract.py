@@ -179,6 +179,7 @@ async def refused(provider: Provider) -> str:
             await provider.complete(ask())
     finally:
         await provider.aclose()
+    assert caught.value.connected is False and not caught.value.retryable  # it would fail the same way again
     return str(caught.value)
 
 
@@ -220,6 +221,7 @@ async def test_a_connection_lost_before_the_whole_reply_is_connection_error_nami
     fake.reply_fault = fault
     with pytest.raises(ProviderConnectionError) as caught:
         await provider.complete(ask())
+    assert caught.value.connected is True and caught.value.retryable  # the request went out: a retry may pass
     message = str(caught.value)
     assert re.fullmatch(re.escape(f"{wire.name}: connection to {fake.url} failed: ") + wire.lost[transport][fault],
                         message), message

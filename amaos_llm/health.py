@@ -126,12 +126,12 @@ class Health:
         return out
 
     def model_info(self, spec: ModelSpec, stats: Stats) -> dict[str, Any]:
-        ring, now = self._targets.keys, self._clock()
+        ring = self._targets.keys
         endpoints = []
         available = False
         for target in self._targets.of(spec):
             breaker = target.breaker
-            available = available or target.unavailable(ring, now) is None
+            available = available or target.unavailable(ring, self._clock) is None
             endpoints.append({
                 "url": target.url,
                 "breaker": {"state": breaker.state, "failures": breaker.failures, "reopens_in": breaker.reopens_in()},

@@ -366,17 +366,20 @@ class LLMManager:
             load_timeout = None
         policy: RetryPolicy | None = None  # built on the first failure: the happy path needs none
         retry = reasks = 0
-        dropped = False
+        dropped = retrying = False
         while True:
             if retry or reasks or dropped:  # a re-send: its own Retry-After was waited out; only a breaker stops it
                 block = ("circuit breaker open after repeated failures", None) if target.breaker.is_open() else None
             else:  # it may have changed since the model was picked
-                block = target.unavailable(ring, clock())
+                block = target.unavailable(ring, clock)
             if block is not None:
                 self._record(call, spec, target, None, "skipped", 0.0, block[0])
                 if block[1] is not None:
                     call.comebacks = [*(call.comebacks or ()), block[1]]
                 return None
+            if retrying:  # counted once it is really sent (a breaker may have opened during the wait)
+                stats.retries += 1
+                retrying = False
             env = target.key(ring) if target.keys else None
             t0 = clock()
             load = self._load
@@ -467,8 +470,8 @@ class LLMManager:
                 target.window.open(error.retry_after)  # other calls keep away meanwhile
             if delay is None or (until is not None and clock() + delay >= until) or breaker.is_open():
                 return None  # no retry, none that could finish in time, or the target now counts as down
-            stats.retries += 1
             await self._sleep(delay)
+            retrying = True
 
     def _record(
         self, call: CallState, spec: ModelSpec, target: Target | None, key_env: str | None, outcome: Outcome,

@@ -121,17 +121,16 @@ class Target:
         self.init_next_at = now + min(INIT_BACKOFF_FIRST * 2 ** (self.init_failures - 1), INIT_BACKOFF_MAX)
         self.last_error = error
 
-    def unavailable(self, ring: KeyRing, now: float) -> tuple[str, float | None] | None:
+    def unavailable(self, ring: KeyRing, clock: Callable[[], float]) -> tuple[str, float | None] | None:
         """Why this target cannot take a send now and the seconds until that lifts (None: not by
-        the clock alone); None when it can."""
+        the clock alone); None when it can. On every send: reads the clock only when it must."""
         breaker = self.breaker
         if breaker.is_open():
             return "circuit breaker open after repeated failures", breaker.reopens_in()
         left = self.window.remaining()
         if left > 0:
             return f"rate limited: the server asked to wait {left:.1f} s more", left
-        if self.init_next_at > now:
-            wait = self.init_next_at - now
+        if self.init_next_at and (wait := self.init_next_at - clock()) > 0:
             return f"client failed to start ({self.last_error}); next try in {wait:.1f} s", wait
         if self.keys:
             return self.keys_block(ring)
@@ -180,12 +179,12 @@ class Targets:
         targets = self._by_model.get(spec.name)
         if targets is None:
             return None
-        now, ring = self._clock(), self.keys
+        clock, ring = self._clock, self.keys
         if len(targets) == 1:
-            return targets[0].unavailable(ring, now)
+            return targets[0].unavailable(ring, clock)
         blocks = []
         for target in targets:
-            block = target.unavailable(ring, now)
+            block = target.unavailable(ring, clock)
             if block is None:
                 return None
             blocks.append(block)

@@ -19,4 +19,6 @@ class RetryAfterWindow:
         self._until = max(self._until, self._clock() + seconds)
 
     def remaining(self) -> float:
+        if not self._until:  # never opened: no clock reading needed
+            return 0.0
         return max(0.0, self._until - self._clock())

@@ -93,6 +93,12 @@ def test_prices_are_exact_decimals(tmp_path: Path) -> None:
          2, "routing.stratgy", "unknown key 'stratgy'; allowed keys: prefer_local, strategy"),
         ("models:\n  - provider: ollama\n", 2, "models[0].name", "required field is missing"),
         ("routing: {fallback_chain: [ghost]}\nmodels: []\n", 1, "routing.fallback_chain[0]", "unknown model 'ghost'"),
+        ("models:\n  - name: a\n    provider: openai\n    base_url: []\n",
+         4, "models[0].base_url", "an empty list"),
+        ("models:\n  - name: a\n    provider: openai\n    api_key_env: [K1, K1]\n",
+         4, "models[0].api_key_env", "duplicate entries"),
+        ("routing: {retry_strategy: region_first}\nmodels: []\n", 1, "routing.retry_strategy", "model_first"),
+        ("defaults: {load_timeout: -1}\nmodels: []\n", 1, "defaults.load_timeout", "greater than 0"),
     ],
 )
 def test_schema_errors_name_file_line_and_field(

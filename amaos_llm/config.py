@@ -68,6 +68,11 @@ class ModelSpec(BaseModel):
     max_connections: int | None = Field(default=None, ge=1)  # HTTP pool size; None: 1,000
     http_transport: Literal["aiohttp", "default"] | None = None  # None: aiohttp when installed, else the SDK's
     api_key: SecretStr | None = None  # for code; YAML should name an env var instead
+    # cloud regions (bedrock): one target per region, paired by position with a base_url list
+    region: str | None = None
+    regions: list[str] | None = Field(default=None, min_length=1)
+    api_version: str | None = None  # azure_openai: the API version its endpoint requires
+    pricing_model: str | None = None  # the model id to price by when `model` is a deployment name
     # embedded model settings
     model_path: str | None = None
     n_ctx: int | None = Field(default=None, gt=0)
@@ -107,6 +112,9 @@ class ModelSpec(BaseModel):
             object.__setattr__(self, "source", "local" if local else "cloud")
         if self.api_key_env is None and info.key_env:
             object.__setattr__(self, "api_key_env", info.key_env)
+        if self.regions and isinstance(self.base_url, list) and len(self.base_url) != len(self.regions):
+            raise ValueError(f"base_url lists {len(self.base_url)} URLs for {len(self.regions)} regions: "
+                             "pair them one to one, or give one base_url")
         return self
 
     @property
@@ -118,6 +126,23 @@ class ModelSpec(BaseModel):
         """The model's URLs in order; (None,) for the SDK's default (or an in-process model)."""
         url = self.base_url
         return (url,) if not isinstance(url, list) else tuple(url)
+
+    def endpoint_specs(self) -> list[tuple[str | None, ModelSpec]]:
+        """(URL, this spec narrowed to it) per endpoint: one per base_url, or one per region
+        (paired by position with a base_url list; a single base_url serves every region)."""
+        regions = self.regions or ([self.region] if self.region else [])
+        if len(regions) > 1:
+            urls = self.endpoints if isinstance(self.base_url, list) else (self.base_url,) * len(regions)
+            if len(urls) != len(regions):
+                raise ValueError(f"{self.name}: {len(urls)} base_urls for {len(regions)} regions")
+            return [(url or region_url(self.provider, region),
+                     self.model_copy(update={"base_url": url, "region": region, "regions": None}))
+                    for url, region in zip(urls, regions)]
+        urls = self.endpoints
+        if len(urls) == 1:
+            narrowed = self if not regions or self.region else self.model_copy(update={"region": regions[0]})
+            return [(urls[0] or (region_url(self.provider, regions[0]) if regions else None), narrowed)]
+        return [(url, self.model_copy(update={"base_url": url})) for url in urls]
 
     @property
     def key_envs(self) -> tuple[str, ...]:
@@ -150,6 +175,11 @@ class ModelSpec(BaseModel):
             if value:
                 return SecretStr(value)
         return None
+
+
+def region_url(provider: str, region: str) -> str | None:
+    """The public endpoint of a regional cloud API, for `Attempt.endpoint` (the SDK builds its own)."""
+    return f"https://bedrock-runtime.{region}.amazonaws.com" if provider == "bedrock" else None
 
 
 def first_set(a: Any, b: Any, c: Any = None) -> Any:

@@ -157,12 +157,8 @@ class Targets:
         return self._by_model.get(name, ())
 
     def _build(self, spec: ModelSpec) -> tuple[Target, ...]:
-        urls = spec.endpoints
-        targets = []
-        for url in urls:
-            narrowed = spec if len(urls) == 1 else spec.model_copy(update={"base_url": url})
-            targets.append(Target(narrowed, url, self._breaker(spec), RetryAfterWindow(self._clock)))
-        return tuple(targets)
+        return tuple(Target(narrowed, url, self._breaker(spec), RetryAfterWindow(self._clock))
+                     for url, narrowed in spec.endpoint_specs())
 
     def _breaker(self, spec: ModelSpec) -> CircuitBreaker:
         d = self._defaults

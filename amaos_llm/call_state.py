@@ -25,6 +25,7 @@ class CallOptions(NamedTuple):
     validator: Validator | None = None
     validation_retries: int | None = None
     cache: bool | None = None
+    only: frozenset[str] | None = None  # the models this call may use (spoon_ai's `provider=`)
 
 
 NO_OPTIONS = CallOptions()

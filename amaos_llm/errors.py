@@ -54,9 +54,13 @@ class InvalidRequest(LLMError, ValueError):
 
 
 class ModelNotFound(LLMError, KeyError):
-    def __init__(self, name: str, known: Sequence[str]) -> None:
+    def __init__(self, name: str, known: Sequence[str], providers: Sequence[str] = ()) -> None:
         self.name, self.known = name, list(known)
-        super().__init__(f"unknown model {name!r}; known models: {', '.join(known) or '(none)'}")
+        what = "model or provider" if providers else "model"
+        message = f"unknown {what} {name!r}; known models: {', '.join(known) or '(none)'}"
+        if providers:
+            message += f"; known providers: {', '.join(providers)}"
+        super().__init__(message)
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])

@@ -42,7 +42,7 @@ from amaos_llm.providers.registry import provider_class
 from amaos_llm.resilience import RetryPolicy
 from amaos_llm.resilience.guards import pause, retry_policy
 from amaos_llm.resilience.targets import Target, Targets, plan
-from amaos_llm.selection import select_candidates
+from amaos_llm.selection import models_named, select_candidates
 from amaos_llm.sending import load_model, loads_models, send, without_unsupported
 from amaos_llm.stats import Stats
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
@@ -107,6 +107,7 @@ class LLMManager:
     async def complete(
         self,
         prompt: str,
+        provider: str | None = None,
         *,
         system_prompt: str | None = None,
         temperature: float | None = None,
@@ -120,13 +121,17 @@ class LLMManager:
         """Answer `prompt`. `deadline` (seconds; default `defaults.deadline`) bounds the whole call;
         `validator(result) -> True | False | reason` (default: the manager's) must accept the answer,
         which is re-asked up to `validation_retries` times (default `defaults.validation_retries`);
-        `cache` (default `cache.enabled`) answers a repeated request from the result cache."""
-        options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache)
+        `cache` (default `cache.enabled`) answers a repeated request from the result cache.
+        `provider` (a model name or a provider type such as `openai`) keeps the call to those
+        models, falling back among them."""
+        options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache,
+                               None if provider is None else self._only(provider))
         return await self._serve(prompt_messages, (prompt, system_prompt), options)
 
     async def chat(
         self,
         messages: Iterable[MessageLike],
+        provider: str | None = None,
         *,
         force_model: str | None = None,
         temperature: float | None = None,
@@ -136,8 +141,14 @@ class LLMManager:
         validation_retries: int | None = None,
         cache: bool | None = None,
     ) -> LLMResult:
-        options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache)
+        options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache,
+                               None if provider is None else self._only(provider))
         return await self._serve(chat_messages, (messages,), options)
+
+    completion = complete  # spoon_ai's name
+
+    def _only(self, name: str) -> frozenset[str]:
+        return frozenset(models_named(list(self._models.values()), name))
 
     def get_stats(self) -> dict[str, Any]:
         return self._stats.as_dict()
@@ -150,11 +161,11 @@ class LLMManager:
         return self._config.model_copy(update={"models": self.list_models()})
 
     def set_fallback_chain(self, names: Sequence[str] | None) -> None:
-        """Try exactly these models, in this order (None or [] restores the computed order)."""
-        for name in names or ():
-            if name not in self._models:
-                raise ModelNotFound(name, list(self._models))
-        self._set_routing(fallback_chain=list(names) if names else None)
+        """Try exactly these models, in this order (None or [] restores the computed order); a
+        provider type (`openai`, ...) stands for all its models, in file order."""
+        models = list(self._models.values())
+        chain = [model for name in names or () for model in models_named(models, name)]
+        self._set_routing(fallback_chain=list(dict.fromkeys(chain)) or None)
 
     def _set_routing(self, **values: Any) -> None:
         routing = self._config.routing.model_copy(update=values)
@@ -179,6 +190,11 @@ class LLMManager:
             raise ValueError(f"weight: must be a number >= 0, got {weight!r}")
         self._models[name] = spec.model_copy(update={"weight": float(weight)})
         self._version += 1
+
+    def set_provider_weight(self, provider: str, weight: float) -> None:
+        """spoon_ai's name: the weight of a model, or of every model of a provider type."""
+        for name in models_named(list(self._models.values()), provider):
+            self.set_model_weight(name, weight)
 
     def register_model(
         self,
@@ -223,14 +239,15 @@ class LLMManager:
         return self._health.model_info(spec, self._stats)
 
     async def reset_provider(self, name: str) -> None:
-        """Close the model's clients and forget its init backoff, key marks and health."""
-        spec = self._spec(name)
+        """Close the model's clients and forget its init backoff, key marks and health; a provider
+        type (`openai`, ...) resets all its models."""
         closing = []
-        for target in self._targets.of(spec):
-            for env, provider in list(target.providers.items()):
-                if not isinstance(provider, CallableProvider):  # a registered function has no client to rebuild
-                    closing.append(target.providers.pop(env))
-        self._health.forget_state(spec.name)
+        for model in models_named(list(self._models.values()), name):
+            for target in self._targets.of(self._models[model]):
+                for env, provider in list(target.providers.items()):
+                    if not isinstance(provider, CallableProvider):  # a registered function has no client to rebuild
+                        closing.append(target.providers.pop(env))
+            self._health.forget_state(model)
         for provider in closing:
             await provider.aclose()
 
@@ -253,6 +270,8 @@ class LLMManager:
         self._closed = True
         for provider in providers:
             await provider.aclose()
+
+    cleanup = aclose  # spoon_ai's name
 
     async def __aenter__(self) -> LLMManager:
         return self
@@ -316,8 +335,11 @@ class LLMManager:
         prompt_tokens, max_tokens = estimate_prompt_tokens(call.messages), call.options.max_tokens
         waited = 0.0
         while True:
+            models = list(self._models.values())
+            if call.options.only is not None:
+                models = [m for m in models if m.name in call.options.only]
             candidates = select_candidates(
-                list(self._models.values()),
+                models,
                 routing,
                 estimate=lambda s: self._prices.estimate(s, prompt_tokens, self._max_tokens(s, max_tokens)),
                 has_key=ModelSpec.has_key,

@@ -120,3 +120,16 @@ def _judge(
     if blocked is not None:
         return Candidate(spec, *blocked)
     return Candidate(spec)
+
+
+def models_named(models: Sequence[ModelSpec], name: str) -> list[str]:
+    """The models a name stands for: the model of that name, else every model of that provider
+    type (`openai`, `ollama`, ...); `ModelNotFound` lists both kinds of name otherwise."""
+    if any(m.name == name for m in models):
+        return [name]
+    named = [m.name for m in models if m.provider == name]
+    if not named:
+        from amaos_llm.errors import ModelNotFound
+
+        raise ModelNotFound(name, [m.name for m in models], sorted({m.provider for m in models}))
+    return named

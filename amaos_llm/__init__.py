@@ -40,9 +40,11 @@ from amaos_llm.errors import (
     ProviderTimeout,
     RateLimitError,
     ServerError,
+    StreamInterrupted,
 )
 from amaos_llm.manager import LLMManager
 from amaos_llm.shared_manager import get_llm_manager, set_llm_manager
+from amaos_llm.streaming import Chunk, ChunkStream, StreamCallbacks
 from amaos_llm.types import Attempt, LLMResult, Message, Usage
 
 __all__ = [
@@ -50,6 +52,8 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "Chunk",
+    "ChunkStream",
     "ConfigError",
     "ContextWindowExceeded",
     "DeadlineExceeded",
@@ -69,6 +73,8 @@ __all__ = [
     "RateLimitError",
     "RoutingConfig",
     "ServerError",
+    "StreamCallbacks",
+    "StreamInterrupted",
     "Usage",
     "get_llm_manager",
     "set_llm_manager",

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from amaos_llm.config import Defaults
 from amaos_llm.errors import InvalidRequest
 from amaos_llm.inputs import check_sampling
 from amaos_llm.types import Attempt, Message, Usage
 from amaos_llm.validation import Validator, check_validator
+
+if TYPE_CHECKING:
+    from amaos_llm.streaming import StreamCall
 
 
 class CallOptions(NamedTuple):
@@ -52,6 +55,7 @@ class CallState:
     last_model: str | None = None  # the model of the last send, to tell a fallback from an endpoint move
     comebacks: list[float] | None = None  # seconds until targets passed over at send time free up
     warnings: list[str] | None = None
+    stream: StreamCall | None = None  # set for `stream()`: its chunks go to the caller as they come
 
     @classmethod
     def begin(

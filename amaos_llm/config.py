@@ -62,6 +62,7 @@ class ModelSpec(BaseModel):
     breaker_failure_rate: Rate | None = None
     breaker_min_calls: PositiveCount | None = None
     load_timeout: PositiveSeconds | None = None
+    first_token_timeout: PositiveSeconds | None = None
     cost_per_1k_input: Price | None = Field(default=None, ge=0)
     cost_per_1k_output: Price | None = Field(default=None, ge=0)
     api_key_env: str | list[str] | None = None  # several: keys used in order, rotated on 401/402/403/429
@@ -200,6 +201,9 @@ class RoutingConfig(BaseModel):
     # A model with several base_urls: model_first tries all URLs of one model before the next
     # model; endpoint_first tries each model's first URL, then each one's second, and so on.
     retry_strategy: Literal["model_first", "endpoint_first"] = "model_first"
+    # A stream that fails after its first chunk: fail (raise StreamInterrupted), restart (a reset
+    # chunk, then retries and fallback as usual) or continue (resume from the partial text).
+    mid_stream: Literal["fail", "restart", "continue"] = "fail"
     random_seed: int | None = None  # seeds the retry jitter (and later draws); `LLMManager(rng=)` in code
 
 
@@ -222,6 +226,7 @@ class Defaults(BaseModel):
     validation_retries: Count = 1  # re-asks on the same model after a validator rejected its answer
     feature_fallback: bool = False  # re-send once without a parameter the server says it does not support
     load_timeout: PositiveSeconds | None = None  # a cold local server's first reply may take this long (None: timeout)
+    first_token_timeout: PositiveSeconds | None = None  # a stream's wait for its first delta (None: timeout)
 
 
 class CacheConfig(BaseModel):

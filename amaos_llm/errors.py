@@ -6,6 +6,7 @@
     ├── ModelNotFound               force_model / fallback chain names an unknown model
     ├── AllModelsFailed             every candidate failed or was skipped; carries the attempts
     │   └── DeadlineExceeded        the call's deadline ran out first
+    ├── StreamInterrupted           a stream failed after yielding text; carries partial_text
     └── ProviderError               one provider call failed (mapped from the SDK's exception)
         ├── AuthenticationError     401/403, or a required API key is missing
         ├── RateLimitError          429; `retry_after` seconds when the server said
@@ -29,7 +30,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from amaos_llm.types import Attempt
+    from decimal import Decimal
+
+    from amaos_llm.types import Attempt, Usage
 
 
 class LLMError(Exception):
@@ -78,6 +81,20 @@ class AllModelsFailed(LLMError):
 
 class DeadlineExceeded(AllModelsFailed):
     """The call's `deadline` ran out before a model answered; `attempts` as far as they got."""
+
+
+class StreamInterrupted(LLMError):
+    """A stream failed after it had yielded text, and `mid_stream` did not (or could no longer)
+    carry it on. `partial_text`: the text yielded since the last reset; `usage`/`cost`: summed over
+    the attempts that reported usage (None when none did); the failure is the `__cause__`."""
+
+    def __init__(
+        self, message: str, *, partial_text: str, model_name: str | None, attempts: Sequence[Attempt],
+        usage: Usage | None, cost: Decimal | None,
+    ) -> None:
+        self.partial_text, self.model_name, self.attempts = partial_text, model_name, list(attempts)
+        self.usage, self.cost = usage, cost
+        super().__init__(message)
 
 
 class ProviderError(LLMError):

@@ -149,10 +149,19 @@ class Health:
             "stats": None if model_stats is None else model_stats.as_dict(),
         }
 
-    def forget_state(self, name: str) -> None:
-        """Clear a model's init backoff, key marks and health (its clients are closed by the caller)."""
-        spec = self._models[name]
-        for target in self._targets.built(name):
-            target.init_failures, target.init_next_at, target.healthy, target.last_error = 0, 0.0, None, None
-            target.warm = False
-        self._targets.keys.clear(spec.key_envs)
+    async def reset(self, names: list[str]) -> None:
+        """Close the models' clients and clear their init backoff, key marks and health. A registered
+        function is kept: it has no client to rebuild."""
+        from amaos_llm.providers.callable import CallableProvider
+
+        closing = []
+        for name in names:
+            for target in self._targets.built(name):
+                for env, provider in list(target.providers.items()):
+                    if not isinstance(provider, CallableProvider):
+                        closing.append(target.providers.pop(env))
+                target.init_failures, target.init_next_at, target.healthy, target.last_error = 0, 0.0, None, None
+                target.warm = False
+            self._targets.keys.clear(self._models[name].key_envs)
+        for provider in closing:
+            await provider.aclose()

@@ -79,3 +79,9 @@ def _first_problem(exc: ValidationError) -> str:
     if err["type"] == "model_type":
         return f"must be a mapping with 'role' and 'content', got {type(err.get('input')).__name__}"
     return f"{field}: {err['msg']}" if field else err["msg"]
+
+
+def system_and_messages(messages: Any, system_prompt: str | None) -> list[Message]:
+    """`chat_messages(messages)`, after a system message when `system_prompt` is given."""
+    out = chat_messages(messages)
+    return out if system_prompt is None else [Message(role="system", content=system_prompt), *out]

@@ -34,7 +34,7 @@ from amaos_llm.errors import (
     ProviderTimeout,
 )
 from amaos_llm.health import Health
-from amaos_llm.inputs import chat_messages, prompt_messages
+from amaos_llm.inputs import chat_messages, prompt_messages, system_and_messages
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 from amaos_llm.providers.callable import CallableProvider, ModelFunction
@@ -45,6 +45,14 @@ from amaos_llm.resilience.targets import Target, Targets, plan
 from amaos_llm.selection import models_named, select_candidates
 from amaos_llm.sending import load_model, loads_models, send, without_unsupported
 from amaos_llm.stats import Stats
+from amaos_llm.streaming import (
+    ChunkStream,
+    StreamCall,
+    check_first_token_timeout,
+    check_mid_stream,
+    fire,
+    interrupted,
+)
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.validation import Validator, check_validator, judge, reask
 
@@ -147,6 +155,41 @@ class LLMManager:
 
     completion = complete  # spoon_ai's name
 
+    def stream(
+        self,
+        prompt_or_messages: str | Iterable[MessageLike],
+        *,
+        system_prompt: str | None = None,
+        callbacks: Sequence[Any] | None = None,
+        mid_stream: str | None = None,
+        first_token_timeout: float | None = None,
+        force_model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        provider: str | None = None,
+    ) -> ChunkStream:
+        """The answer as a `ChunkStream` of text chunks, then one final chunk with the result; idle
+        until iterated. Routing, retries and fallback as in `chat()` until the first chunk; after
+        it `mid_stream` (default `routing.mid_stream`) decides: fail, restart or continue.
+        `first_token_timeout` bounds the wait for the first chunk (default: the model's, then
+        `defaults.first_token_timeout`, then `timeout`); `timeout` bounds each later gap."""
+        mode = check_mid_stream(mid_stream, self._config.routing.mid_stream)
+        state = StreamCall(callbacks or (), mode, check_first_token_timeout(first_token_timeout))
+        options = call_options(temperature, max_tokens, force_model, None, None, None, False,
+                               None if provider is None else self._only(provider))
+        if isinstance(prompt_or_messages, str):
+            build, args = prompt_messages, (prompt_or_messages, system_prompt)
+        else:
+            build, args = system_and_messages, (prompt_or_messages, system_prompt)
+        return ChunkStream(lambda: self._serve(build, args, options, state))
+
+    def chat_stream(
+        self, messages: Iterable[MessageLike], provider: str | None = None, *, callbacks: Sequence[Any] | None = None,
+        **options: Any,
+    ) -> ChunkStream:
+        """`stream(messages, ...)` under spoon_ai's name; `provider` as in `chat()`."""
+        return self.stream(messages, callbacks=callbacks, provider=provider, **options)
+
     def _only(self, name: str) -> frozenset[str]:
         return frozenset(models_named(list(self._models.values()), name))
 
@@ -217,39 +260,27 @@ class LLMManager:
         self._targets.of(spec)[0].providers[None] = CallableProvider(spec, fn=fn)
         return spec
 
-    # -- health and status (no background work: real sends, or these calls) -------------------
+    # -- health and status (no background work: real sends, or these calls; see `amaos_llm.health`) --
 
     async def health_check_all(self) -> dict[str, bool]:
         """{model: healthy} for every enabled model, checked concurrently without generating
-        (each within min(timeout, 5 s)); see `amaos_llm.health`. Breakers are left as they are."""
+        (each within min(timeout, 5 s)). Breakers are left as they are."""
         return await self._health.check_all()
 
     async def warm_up(self, names: Sequence[str] | None = None) -> dict[str, bool]:
         """Load local models (default: every enabled one) without generating; {model: ready}."""
-        for name in names or ():
-            if name not in self._models:
-                raise ModelNotFound(name, list(self._models))
-        return await self._health.warm_up(list(names) if names is not None else None)
+        return await self._health.warm_up([self._spec(n).name for n in names] if names is not None else None)
 
     def get_provider_status(self) -> dict[str, dict[str, Any]]:
         return self._health.status()
 
     def get_model_info(self, name: str) -> dict[str, Any]:
-        spec = self._spec(name)
-        return self._health.model_info(spec, self._stats)
+        return self._health.model_info(self._spec(name), self._stats)
 
     async def reset_provider(self, name: str) -> None:
         """Close the model's clients and forget its init backoff, key marks and health; a provider
         type (`openai`, ...) resets all its models."""
-        closing = []
-        for model in models_named(list(self._models.values()), name):
-            for target in self._targets.of(self._models[model]):
-                for env, provider in list(target.providers.items()):
-                    if not isinstance(provider, CallableProvider):  # a registered function has no client to rebuild
-                        closing.append(target.providers.pop(env))
-            self._health.forget_state(model)
-        for provider in closing:
-            await provider.aclose()
+        await self._health.reset(models_named(list(self._models.values()), name))
 
     def reset_circuit_breaker(self, name: str) -> None:
         """Close the model's circuit breakers and Retry-After windows."""
@@ -288,20 +319,29 @@ class LLMManager:
     # -- the attempt loop -----------------------------------------------------------------------
 
     async def _serve(
-        self, build: Callable[..., list[Message]], args: tuple[Any, ...], options: CallOptions
+        self, build: Callable[..., list[Message]], args: tuple[Any, ...], options: CallOptions,
+        stream: StreamCall | None = None,
     ) -> LLMResult:
         """Check the call (`build(*args)` makes its messages), answer it, count it."""
         start = self._clock()
         stats = self._stats
         stats.calls += 1
         try:
-            call = CallState.begin(build(*args), options, start, self._config.defaults, self._validator)
-            cached = self._config.cache.enabled if options.cache is None else options.cache
-            result = await (self._through_cache(call) if cached else self._route(call))
+            if stream is None:
+                call = CallState.begin(build(*args), options, start, self._config.defaults, self._validator)
+                cached = self._config.cache.enabled if options.cache is None else options.cache
+                result = await (self._through_cache(call) if cached else self._route(call))
+            else:
+                call = CallState.begin(build(*args), options, start, self._config.defaults, None)
+                call.stream = stream
+                result = await self._route(call)
+                await fire(stream.callbacks, "on_end", result)
         except Exception as exc:  # counted, then raised as it is
             stats.failures += 1
             if isinstance(exc, DeadlineExceeded):
                 stats.deadline_exceeded += 1
+            if stream is not None:
+                await stream.failed(exc)
             raise
         except BaseException:  # cut off by the caller (a cancel scope, Ctrl-C): not the models' fault
             stats.cancelled += 1
@@ -362,6 +402,8 @@ class LLMManager:
             wait = None if sent else pause(comebacks, waited, call.until, self._config.defaults.max_retry_wait,
                                            self._clock)
             if wait is None:
+                if call.stream is not None and call.stream.interrupted is not None:
+                    raise interrupted(call, "the stream was cut and no model could carry it on")
                 raise AllModelsFailed(call.attempts, "all models failed" if sent else "no eligible model")
             # Every model was passed over, but one comes back soon (an open breaker, a Retry-After):
             # waiting for it beats failing the call.
@@ -374,8 +416,9 @@ class LLMManager:
         None when this target finally failed (or could not take the call)."""
         defaults, clock, until, stats = self._config.defaults, self._clock, call.until, self._stats
         ring = self._targets.keys
+        stream = call.stream
         request = ProviderRequest(
-            messages=call.messages,
+            messages=call.messages if stream is None else stream.messages(call.messages, spec.provider),
             model=spec.model,
             temperature=first_set(call.options.temperature, spec.temperature, defaults.temperature),
             max_tokens=self._max_tokens(spec, call.options.max_tokens),
@@ -422,7 +465,13 @@ class LLMManager:
                     if limit <= 0:
                         raise DeadlineExceeded(call.attempts, "deadline exceeded")
                 breaker.before_call()
-                reply = await send(provider, request, limit)
+                if stream is None:
+                    reply = await send(provider, request, limit)
+                else:
+                    await stream.start(spec)
+                    first = first_set(stream.first_token_timeout, spec.first_token_timeout,
+                                      defaults.first_token_timeout) or budget
+                    reply = await stream.send(provider, request, first if until is None else min(first, limit), limit)
             except ProviderError as exc:
                 error = exc
             except BaseException as exc:
@@ -471,8 +520,12 @@ class LLMManager:
                 breaker.record_inconclusive()
             elif breaker.record_failure():
                 stats.model(spec.name).breaker_opens += 1
+            paid = getattr(error, "usage", None)  # what a stream cut mid-way had reported using
+            usage, cost = self._bill(spec, paid, call) if paid is not None else (None, None)
             self._record(call, spec, target, env, "timeout" if timed_out else "error", latency,
-                         f"{type(error).__name__}: {error}")
+                         f"{type(error).__name__}: {error}", usage, cost)
+            if stream is not None:
+                request = await stream.after_failure(call, spec.provider, request, error)
             if rotate:
                 stats.key_rotations += 1
                 continue  # at once, with the next key
@@ -504,19 +557,20 @@ class LLMManager:
                                      endpoint=None if target is None else target.url, key_env=key_env))
         self._stats.record_attempt(spec.name, outcome, latency)
 
-    def _bill(self, spec: ModelSpec, reply: ProviderReply, call: CallState) -> tuple[Usage, Decimal | None]:
+    def _bill(self, spec: ModelSpec, reply: ProviderReply | Usage, call: CallState) -> tuple[Usage, Decimal | None]:
         """What this answer cost, by the provider's own token counts, added to the stats and to the
-        call's total (every answer is paid for, a rejected one too)."""
+        call's total (every answer is paid for, a rejected one too, and what a cut stream used)."""
         price = self._prices.price(spec)
         cost = None if price is None else price.cost(reply.input_tokens, reply.output_tokens)
         self._stats.record_usage(spec.name, reply.input_tokens, reply.output_tokens, cost)
-        usage = Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
+        usage = reply if isinstance(reply, Usage) else Usage(input_tokens=reply.input_tokens,
+                                                             output_tokens=reply.output_tokens)
         call.pay(usage, cost)
         return usage, cost
 
     def _result(self, spec: ModelSpec, reply: ProviderReply, call: CallState) -> LLMResult:
         return LLMResult(
-            content=reply.content,
+            content=reply.content if call.stream is None else call.stream.text,
             model_name=spec.name,
             provider=spec.provider,
             model=reply.model or spec.model,

@@ -5,6 +5,7 @@ wrong comes out as a `ProviderError`, so that an SDK's unmapped exception is tha
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +22,22 @@ MAX_ERROR = 300  # characters of an unexpected exception's text kept in the atte
 
 async def send(provider: Provider, request: ProviderRequest, timeout: float) -> ProviderReply:
     """The provider call, within `timeout`; whatever it raises comes out as a `ProviderError`."""
+    return await within(provider.complete(request), timeout, provider)  # type: ignore[no-any-return]
+
+
+async def within(awaitable: Awaitable[Any], timeout: float, provider: Provider) -> Any:
+    """`awaitable` (a provider call, or a stream's next piece) within `timeout`: a `ProviderTimeout`
+    after it, a `ProviderError` for anything unexpected it raises; `StopAsyncIteration` (a stream's
+    end), cancellation, KeyboardInterrupt and SystemExit pass through."""
     loop = _asyncio_loop()
     if loop is None:  # trio: anyio's cancel scope
-        reply = None
-        with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
-            reply = await _call(provider, request, timeout)
-        if scope.cancelled_caught or reply is None:
+        done, result = False, None
+        with anyio.CancelScope(deadline=anyio.current_time() + timeout):
+            result = await _guarded(awaitable, timeout, provider)
+            done = True
+        if not done:
             raise ProviderTimeout(f"no reply within {timeout:g} s")
-        return reply
+        return result
     # On asyncio its own deadline: around an HTTP call, anyio's cancel scope cost ~25 µs more than
     # the raw SDK call, asyncio's ~8 µs. It cancels the task as anyio does, so a caller's cancel
     # scope still wins: only this deadline turns into the TimeoutError below.
@@ -36,7 +45,7 @@ async def send(provider: Provider, request: ProviderRequest, timeout: float) -> 
 
     try:
         async with asyncio.timeout_at(loop.time() + timeout):
-            return await _call(provider, request, timeout)
+            return await _guarded(awaitable, timeout, provider)
     except TimeoutError:
         raise ProviderTimeout(f"no reply within {timeout:g} s") from None
 
@@ -51,10 +60,10 @@ def _asyncio_loop() -> Any:
         return None
 
 
-async def _call(provider: Provider, request: ProviderRequest, timeout: float) -> ProviderReply:
+async def _guarded(awaitable: Awaitable[Any], timeout: float, provider: Provider) -> Any:
     try:
-        return await provider.complete(request)
-    except ProviderError:
+        return await awaitable
+    except (ProviderError, StopAsyncIteration):
         raise
     except TimeoutError:  # a provider's own socket/SDK timeout
         raise ProviderTimeout(f"no reply within {timeout:g} s") from None

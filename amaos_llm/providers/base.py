@@ -9,7 +9,7 @@ at this boundary, and does nothing else: no retries, no fallback, no pricing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from amaos_llm.config import ModelSpec
-    from amaos_llm.types import Message
+    from amaos_llm.types import Message, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,17 @@ class ProviderRequest:
     max_tokens: int
     seed: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderChunk:
+    """One piece of a streamed reply: a text delta, a whole tool call, and/or the usage so far
+    (the latest report wins) and the finish reason, which only the end marker carries."""
+
+    text: str = ""
+    tool_call: Any = None
+    usage: Usage | None = None
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,18 @@ class Provider(ABC):
     @abstractmethod
     async def complete(self, request: ProviderRequest) -> ProviderReply:
         """One request, one reply with real usage; raise `ProviderError` subclasses on failure."""
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderChunk]:
+        """The reply in pieces, ending with a chunk that carries the finish reason (the wire's end
+        marker); a stream that stops without one raises `ProviderConnectionError`. Default: the
+        whole reply from `complete()` as one text chunk, then the end."""
+        reply = await self.complete(request)
+        if reply.content:
+            yield ProviderChunk(text=reply.content)
+        from amaos_llm.types import Usage
+
+        yield ProviderChunk(usage=Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens),
+                            finish_reason=reply.finish_reason or "stop")
 
     async def health(self) -> bool:
         """Cheap reachability check (no generation). Default: assume reachable."""

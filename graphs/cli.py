@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -32,12 +33,15 @@ from rich.text import Text
 
 from amaos_llm import (
     AllModelsFailed,
+    ChunkStream,
     LLMConfig,
     LLMError,
     LLMManager,
     LLMResult,
     ModelNotFound,
+    ModelSpec,
     ProviderError,
+    StreamInterrupted,
 )
 from graphs.batch import check_inputs, llm_calls, run_record
 from graphs.batch_run import BatchSummary, OnBadInput, run_batch
@@ -210,12 +214,19 @@ def complete(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Use this model (no fallback).")] = None,
     local_only: LocalOnly = False,
     config: ConfigPath = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Write the answer as it arrives.")] = False,
+    mid_stream: Annotated[str | None, typer.Option(
+        "--mid-stream", help="With --stream, a failure after the first chunk: fail, restart or continue.")] = None,
     debug: Debug = False,
 ) -> None:
     """One call through the manager; prints the answer, then model, tokens and cost."""
 
     async def call() -> LLMResult:
         async with _manager(config, local_only) as manager:
+            if stream:
+                return await _drain(manager.stream(
+                    prompt, system_prompt=system, temperature=temperature, max_tokens=max_tokens, force_model=model,
+                    mid_stream=mid_stream, callbacks=[_StreamPrinter()]))
             return await manager.complete(
                 prompt, system_prompt=system, temperature=temperature, max_tokens=max_tokens, force_model=model
             )
@@ -223,15 +234,49 @@ def complete(
     with _errors_as_one_line(debug):
         try:
             result = _run_interruptible(call)
-        except (AllModelsFailed, ModelNotFound, ProviderError) as exc:  # the call failed, not the setup
+        except (AllModelsFailed, ModelNotFound, ProviderError, StreamInterrupted) as exc:  # the call failed
             if debug:
                 raise
+            if stream:
+                sys.stdout.write("\n")  # the partial text stays; the error goes below it
             _say_error(exc)
             raise typer.Exit(1) from None
     console = Console()
-    console.print(Text(result.content), soft_wrap=True)
+    if not stream:
+        console.print(Text(result.content), soft_wrap=True)
     console.print(Text(f"{result.model_name} ({result.provider}) · {_tokens_cost(result.tokens, result.cost)} "
                        f"· {result.latency:.2f}s", style="dim"))
+
+
+class _StreamPrinter:
+    """Stream callbacks for the terminal: each text chunk written and flushed as it arrives; a
+    reset ends the line, and stderr says which model the stream restarts on."""
+
+    def __init__(self) -> None:
+        self.restarting = False
+
+    def on_token(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def on_reset(self, discarded: str) -> None:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        self.restarting = True
+
+    def on_start(self, model: ModelSpec) -> None:
+        if self.restarting:
+            self.restarting = False
+            print(f"[restarted on {model.name}]", file=sys.stderr, flush=True)
+
+
+async def _drain(stream: ChunkStream) -> LLMResult:
+    async with stream:
+        async for _ in stream:
+            pass
+    sys.stdout.write("\n")
+    assert stream.result is not None
+    return stream.result
 
 
 @app.command()

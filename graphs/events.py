@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from graphs.results import RunResult
     from nodes import ResultMessage
 
-EventKind = Literal["node_started", "node_finished", "run_finished"]
+# token / stream_reset: a streaming node's text as it arrives, and its "start over" (a fallback
+# after the first chunk, under mid_stream: restart)
+EventKind = Literal["node_started", "node_finished", "run_finished", "token", "stream_reset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,8 @@ class Event:
     node_id: str | None = None
     result: ResultMessage | None = None  # node_finished
     run: RunResult | None = None  # run_finished
+    task_id: str | None = None  # token, stream_reset
+    text: str = ""  # token
 
     @property
     def cost(self) -> Decimal:

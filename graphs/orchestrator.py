@@ -24,13 +24,13 @@ import anyio
 from pydantic import ValidationError
 
 from graphs.errors import RunFailed
-from graphs.events import EventBus, Listener
+from graphs.events import Event, EventBus, Listener
 from graphs.mermaid import to_mermaid
 from graphs.results import RunResult
 from graphs.scheduler import RunSettings, execute
 from graphs.streaming import MapStream, map_stream
 from graphs.topology import Edge, Plan, Topology, When
-from nodes import Node, Payload
+from nodes import Node, Payload, TaskMessage
 
 RunInput = str | Payload | Mapping[str, Any]
 
@@ -88,7 +88,12 @@ class GraphOrchestrator:
         """Register without initializing (for building a graph outside async code)."""
         self._topology.add_node(node)
         self._plan = None
+        node.on_stream = self._stream_event
         return node
+
+    def _stream_event(self, task: TaskMessage, kind: str, text: str) -> None:
+        if self.bus.listeners:  # no event is built when nobody listens
+            self.bus.emit(Event(kind, task.run_id, task.node_id, task_id=task.task_id, text=text))  # type: ignore[arg-type]
 
     def connect(self, src: str, dst: str, when: When = None) -> Edge:
         """Send `src`'s results to `dst`; with `when`, only those for which it holds.

@@ -22,7 +22,7 @@ A node takes one `TaskMessage` and returns exactly one `ResultMessage`::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -72,6 +72,10 @@ class Node:
     # Config keys naming files the node reads: a YAML pipeline resolves them against its own folder
     # and checks, when it is loaded, that they can be read.
     path_fields: ClassVar[tuple[str, ...]] = ()
+
+    # Set by the orchestrator that runs the node: `(task, kind, text)` for a streaming node's
+    # progress ("token", "stream_reset"); None when nobody listens (nodes never import graphs).
+    on_stream: Callable[[TaskMessage, str, str], None] | None = None
 
     def __init__(self, id: str, name: str | None = None, config: Mapping[str, Any] | NodeConfig | None = None) -> None:
         if not isinstance(id, str) or not id:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from amaos_llm import AllModelsFailed, LLMManager, LLMResult, Message
+from amaos_llm import AllModelsFailed, LLMManager, LLMResult, Message, StreamInterrupted
 from amaos_llm.inputs import MaxTokens, Temperature
 from nodes.base import Node, NodeConfig
 from nodes.messages import ResultMessage, TaskMessage
@@ -20,6 +20,10 @@ class LLMNodeConfig(NodeConfig):
     temperature: Temperature | None = None
     max_tokens: MaxTokens | None = None
     force_model: str | None = None
+    # stream: the answer arrives chunk by chunk (observers get `token` events); downstream still
+    # gets one result. mid_stream: what a stream cut after its first chunk does (None: the YAML's).
+    stream: bool = False
+    mid_stream: Literal["fail", "restart", "continue"] | None = None
 
 
 class LLMManagerNode(Node):
@@ -75,17 +79,36 @@ class LLMManagerNode(Node):
                 messages = list(payload.messages)
                 if system_prompt is not None and messages[0].role != "system":
                     messages.insert(0, Message(role="system", content=system_prompt))
-                result = await manager.chat(
-                    messages, temperature=temperature, max_tokens=max_tokens, force_model=force_model
-                )
+                if c.stream:
+                    result = await self._stream(task, manager.stream(
+                        messages, temperature=temperature, max_tokens=max_tokens, force_model=force_model,
+                        mid_stream=c.mid_stream))
+                else:
+                    result = await manager.chat(
+                        messages, temperature=temperature, max_tokens=max_tokens, force_model=force_model
+                    )
+            elif c.stream:
+                result = await self._stream(task, manager.stream(
+                    task.content, system_prompt=system_prompt, temperature=temperature, max_tokens=max_tokens,
+                    force_model=force_model, mid_stream=c.mid_stream))
             else:
                 result = await manager.complete(
                     task.content, system_prompt=system_prompt, temperature=temperature,
                     max_tokens=max_tokens, force_model=force_model,
                 )
-        except AllModelsFailed as exc:
+        except (AllModelsFailed, StreamInterrupted) as exc:
             return task.reply(error=str(exc), attempts=tuple(exc.attempts))
         return _result_message(task, result)
+
+    async def _stream(self, task: TaskMessage, stream: Any) -> LLMResult:
+        """Consume a stream, telling observers of each piece; the final result."""
+        async with stream:
+            async for chunk in stream:
+                on_stream = self.on_stream
+                if on_stream is not None and chunk.type in ("text", "reset"):
+                    on_stream(task, "token" if chunk.type == "text" else "stream_reset", chunk.text)
+        assert stream.result is not None
+        return stream.result  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         if self._owns_manager and self.manager is not None:  # a shared manager stays with its owner

@@ -133,3 +133,44 @@ async def test_llm_node_over_real_http_sends_overrides_and_carries_real_usage_do
     assert (run.total_cost, run.total_tokens) == (Decimal("0.02"), 7)
     assert anthropic_fake.requests[0].body["temperature"] == 0.0
     assert anthropic_fake.requests[0].body["max_tokens"] == 9
+
+
+async def test_a_streaming_node_tells_observers_each_token_and_passes_one_result_on():
+    async def pieces(messages, **params):
+        for part in ("sum", "ma", "ry"):
+            yield part
+
+    m = LLMManager(models=[])
+    m.register_model("fake", pieces)
+    orchestrator = GraphOrchestrator()
+    await orchestrator.initialize()
+    await orchestrator.register_node(LLMManagerNode(id="llm", config={"stream": True}, manager=m))
+    await orchestrator.register_node(FunctionNode(id="shout", fn=lambda r: r.content.upper()))
+    orchestrator.connect("llm", "shout")
+    events = []
+    orchestrator.subscribe(events.append)
+    run = await orchestrator.run({"llm": "Summarise"})
+    assert run.outputs["shout"].content == "SUMMARY"
+    tokens = [(e.node_id, e.text) for e in events if e.kind == "token"]
+    assert tokens == [("llm", "sum"), ("llm", "ma"), ("llm", "ry")]
+    assert all(e.task_id and e.run_id == run.run_id for e in events if e.kind == "token")
+
+
+async def test_a_streaming_node_restarts_on_another_model_and_says_so():
+    async def cut(messages, **params):
+        yield "partial"
+        raise RuntimeError("connection lost")
+
+    m = LLMManager(models=[])
+    m.register_model("first", cut, priority=2)
+    m.register_model("second", model("whole", 1, 1), priority=1)
+    orchestrator = GraphOrchestrator()
+    await orchestrator.register_node(
+        LLMManagerNode(id="llm", config={"stream": True, "mid_stream": "restart"}, manager=m))
+    events = []
+    orchestrator.subscribe(events.append)
+    async with orchestrator:
+        run = await orchestrator.run({"llm": "hi"})
+    assert [(e.kind, e.text) for e in events if e.kind in ("token", "stream_reset")] == [
+        ("token", "partial"), ("stream_reset", ""), ("token", "whole")]
+    assert run.outputs["llm"].content == "whole" and run.outputs["llm"].model_name == "second"

@@ -7,6 +7,8 @@
     amaos-llm models
     amaos-llm validate config/pipelines/triage.yaml --inputs tasks.jsonl
     amaos-llm graph config/pipelines/triage.yaml
+    amaos-llm run config/pipelines/summarize.yaml --inputs tasks.jsonl --output out.jsonl --report report.html
+    amaos-llm report out.jsonl -o report.html
 
 Results go to stdout; errors and progress to stderr, each error once, in one line (add `--debug`
 for the traceback). Exit codes: 0 success, 1 a run or call failed, 2 a bad file, option or
@@ -39,11 +41,12 @@ from amaos_llm import (
     ModelNotFound,
     ProviderError,
 )
-from graphs.batch import check_inputs, llm_calls, run_record
+from graphs.batch import check_inputs, llm_calls, pipeline_record, run_record
 from graphs.batch_run import BatchSummary, OnBadInput, run_batch
 from graphs.errors import GraphError, RunFailed
 from graphs.model_check import check_models
 from graphs.pipeline import Pipeline, load_pipeline
+from graphs.report import RunReport, read_report, write_report
 from graphs.results import RunResult
 from nodes import Payload
 
@@ -133,6 +136,8 @@ def run(
     on_bad_input: Annotated[OnBadInput, typer.Option(
         "--on-bad-input", help="At a line that is not a valid input: stop there, or write an error record "
                                "for it and go on.")] = OnBadInput.stop,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Also write an HTML report of the runs (with --output: of every record in it).")] = None,
     local_only: LocalOnly = False,
     config: ConfigPath = None,
     debug: Debug = False,
@@ -144,28 +149,57 @@ def run(
         raise typer.BadParameter("--resume needs --inputs FILE.jsonl and the --output FILE it appends to")
     with _errors_as_one_line(debug):
         loaded = load_pipeline(pipeline, local_only=True if local_only else None, config_path=config)
+        # Without --output the records exist only on stdout: the report takes them as they go by.
+        # With it, the report is read back from the file, so it is the page `amaos-llm report` makes.
+        seen = RunReport() if report is not None and output is None else None
+        on_record = seen.add if seen is not None else None
         if input is not None:
-            ok = _run_interruptible(_run_one, loaded, input, output)
+            ok = _run_interruptible(_run_one, loaded, input, output, on_record)
         elif inputs is not None:
             summary = _run_interruptible(
-                partial(run_batch, resume=resume, on_bad_input=on_bad_input), loaded, inputs, output, concurrency
+                partial(run_batch, resume=resume, on_bad_input=on_bad_input, on_record=on_record),
+                loaded, inputs, output, concurrency,
             )
             _show_summary(summary, output)
             ok = summary.ok
+        if report is not None:
+            write_report(seen if seen is not None else read_report(output), report)  # type: ignore[arg-type]
+            typer.secho(f"report: {report}", fg="green", err=True)
     if not ok:
         raise typer.Exit(1)
 
 
-async def _run_one(pipeline: Pipeline, text: str, output: Path | None) -> bool:
+async def _run_one(
+    pipeline: Pipeline, text: str, output: Path | None, on_record: Callable[[dict[str, Any]], None] | None = None
+) -> bool:
     async with pipeline:
         try:
             result = await pipeline.run(text)
         except RunFailed as exc:  # a fail_fast pipeline: show what finished
             result = exc.result
     _show_run(Console(), result)
-    if output is not None:
-        output.write_text(json.dumps(run_record(result, Payload(prompt=text))) + "\n", encoding="utf-8")
+    if output is not None or on_record is not None:
+        o = pipeline.orchestrator
+        record = run_record(result, Payload(prompt=text))
+        record["pipeline"] = pipeline_record(pipeline.name, o.nodes.values(), o.edges)
+        if output is not None:
+            output.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        if on_record is not None:
+            on_record(record)
     return result.ok
+
+
+@app.command("report")
+def report_command(
+    records: Annotated[Path, typer.Argument(help="The JSONL file `amaos-llm run --output` wrote.")],
+    out: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    debug: Debug = False,
+) -> None:
+    """Write an HTML report (graph, per-node and per-model tables, latency, cost) of a run's records."""
+    with _errors_as_one_line(debug):
+        built = read_report(records)
+        write_report(built, out)
+    typer.secho(f"report: {out} ({built.runs} runs)", fg="green", err=True)
 
 
 def _show_summary(summary: BatchSummary, output: Path | None) -> None:

@@ -70,7 +70,9 @@ class LatencyHistogram:
         """`n` equal-width bars from min to max (each fine bin counted at its middle)."""
         if not self.count:
             return []
-        width = (self.high - self.low) / n or 1.0
+        if self.high == self.low:
+            return [(self.low, self.high, self.count)]
+        width = (self.high - self.low) / n
         counts = [0] * n
         for b, c in self.bins.items():
             middle = min(max(math.exp((b + 0.5) * _RATIO), self.low), self.high)

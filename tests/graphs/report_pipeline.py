@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from decimal import Decimal
 from pathlib import Path
@@ -54,3 +55,39 @@ def write_pipeline(directory: Path) -> Path:
           - {from: review, to: out}
         """))
     return path
+
+
+INPUTS = ["one two", "three four five", "fail now", "<script>alert('x')</script> & more",
+          "a " * 300, "six", "seven eight nine ten", "x y", "lots of words in this input here", "b c d e f",
+          "last one", "really the last"]
+
+
+def run_with_report(directory: Path) -> tuple[Path, Path, Path]:
+    """`amaos-llm run` of the pipeline over INPUTS with --output and --report: (pipeline, records, report)."""
+    from typer.testing import CliRunner
+
+    from graphs.cli import app
+
+    pipeline = write_pipeline(directory)
+    inputs = directory / "in.jsonl"
+    inputs.write_text("".join(json.dumps({"input": text, "id": i}) + "\n" for i, text in enumerate(INPUTS)))
+    out, html = directory / "out.jsonl", directory / "report.html"
+    result = CliRunner().invoke(app, ["run", str(pipeline), "--inputs", str(inputs), "--output", str(out),
+                                      "--report", str(html), "--concurrency", "3"])
+    # Exit code 1 because the `fail` input failed (a crash would be 1 too, without SystemExit)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    return pipeline, out, html
+
+
+async def expected_costs(pipeline: Path) -> tuple[dict[str, Decimal], Decimal]:
+    """What the RunResults themselves say: the sums of `cost_by_node`, and of `total_cost`."""
+    from graphs import load_pipeline
+
+    by_node: dict[str, Decimal] = {}
+    total = Decimal(0)
+    async with load_pipeline(pipeline) as loaded:
+        for run in await loaded.run_many(INPUTS):
+            total += run.total_cost
+            for node_id, cost in run.cost_by_node.items():
+                by_node[node_id] = by_node.get(node_id, Decimal(0)) + cost
+    return by_node, total

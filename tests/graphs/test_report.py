@@ -12,17 +12,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from graphs import load_pipeline
 from graphs._svg import levels
 from graphs.cli import app
 from graphs.report import INPUT_CHARS, MAX_POINTS, LatencyHistogram, RunReport, build_report, read_report
 from nodes import register_node_type
 from nodes.registry import _registered
-from tests.graphs.report_pipeline import RoutedFakeNode, write_pipeline
-
-INPUTS = ["one two", "three four five", "fail now", "<script>alert('x')</script> & more",
-          "a " * 300, "six", "seven eight nine ten", "x y", "lots of words in this input here", "b c d e f",
-          "last one", "really the last"]
+from tests.graphs.report_pipeline import INPUTS, RoutedFakeNode, expected_costs, run_with_report, write_pipeline
 
 
 @pytest.fixture(autouse=True)
@@ -34,33 +29,13 @@ def routed_type():
 
 @pytest.fixture
 def batch(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """The pipeline run over INPUTS by the CLI: (pipeline, records, report)."""
-    pipeline = write_pipeline(tmp_path)
-    inputs = tmp_path / "in.jsonl"
-    inputs.write_text("".join(json.dumps({"input": text, "id": i}) + "\n" for i, text in enumerate(INPUTS)))
-    out, html = tmp_path / "out.jsonl", tmp_path / "report.html"
-    result = CliRunner().invoke(app, ["run", str(pipeline), "--inputs", str(inputs), "--output", str(out),
-                                      "--report", str(html), "--concurrency", "3"])
-    assert result.exit_code == 1, result.output  # the `fail` input failed
-    return pipeline, out, html
+    return run_with_report(tmp_path)
 
 
 def cell_costs(page: str, what: str) -> dict[str, Decimal]:
     """The cost column of the node or model table, as Decimals, by row name."""
     return {name: Decimal(value) for name, value in re.findall(
         rf'<td class="num cost" data-{what}="([^"]+)">\$([0-9.]+)', page)}
-
-
-async def expected_costs(pipeline: Path) -> tuple[dict[str, Decimal], Decimal]:
-    """What the RunResults themselves say: the sums of `cost_by_node`, and of `total_cost`."""
-    by_node: dict[str, Decimal] = {}
-    total = Decimal(0)
-    async with load_pipeline(pipeline) as loaded:
-        for run in await loaded.run_many(INPUTS):
-            total += run.total_cost
-            for node_id, cost in run.cost_by_node.items():
-                by_node[node_id] = by_node.get(node_id, Decimal(0)) + cost
-    return by_node, total
 
 
 @pytest.mark.anyio

@@ -29,8 +29,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -140,6 +141,8 @@ class Telemetry:
         """A recorder when the OpenTelemetry API is installed and a real provider is set (globally, or
         passed in), else `NO_TELEMETRY`. Called when a manager is built, so a provider configured after
         `import amaos_llm` counts for managers built afterwards."""
+        if tracer_provider is None and meter_provider is None and not _api_in_use():
+            return NO_TELEMETRY
         try:
             from opentelemetry import metrics, trace
         except ImportError:  # no API, nothing to record to
@@ -442,6 +445,12 @@ NO_CALL = _NoCall()
 NO_ATTEMPT = _NoAttempt()
 
 
+def _api_in_use() -> bool:
+    # Setting a provider imports the API's modules: if they were never imported, nobody configured
+    # one, and a manager need not pay for importing them to find that out.
+    return "opentelemetry.trace" in sys.modules or "opentelemetry.metrics" in sys.modules
+
+
 def _usd(amount: Decimal) -> str:
     return format(amount, "f")
 
@@ -484,6 +493,8 @@ class GraphTelemetry:
     @classmethod
     def create(cls, tracer_provider: Any = None) -> GraphTelemetry | None:
         """None unless the API is installed and a real tracer provider is set (or passed)."""
+        if tracer_provider is None and not _api_in_use():
+            return None
         try:
             from opentelemetry import trace
         except ImportError:
@@ -501,11 +512,12 @@ class GraphTelemetry:
                                                record_exception=True) as span:
             yield span
 
-    def run_totals(self, span: Any, *, cost: Decimal, input_tokens: int, output_tokens: int, ok: bool) -> None:
-        span.set_attribute("amaos.cost_usd", _usd(cost))
-        span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
-        if not ok:
+    def run_totals(self, span: Any, result: Any) -> None:
+        """The run's totals from its `RunResult` (any object with its total fields)."""
+        span.set_attribute("amaos.cost_usd", _usd(result.total_cost))
+        span.set_attribute("gen_ai.usage.input_tokens", result.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", result.output_tokens)
+        if not result.ok:
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, "a node failed"))
 
     @contextmanager
@@ -519,3 +531,15 @@ class GraphTelemetry:
         span.set_attribute("amaos.node_outcome", "success" if error is None else "error")
         if error is not None:
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error[:500]))
+
+    def wrap(self, handle: Callable[[Any], Awaitable[Any]], node_id: str, node_type: str
+             ) -> Callable[[Any], Awaitable[Any]]:
+        """`handle` (a node's `handle(task)`) run inside the node's span; its result's `error` sets the outcome."""
+
+        async def traced(task: Any) -> Any:
+            with self.node(node_id, node_type) as span:
+                result = await handle(task)
+                self.node_outcome(span, getattr(result, "error", None))
+                return result
+
+        return traced

@@ -186,9 +186,9 @@ def line_svg(points: Sequence[tuple[float, float]], *, x_unit: str, title: str) 
     xs = [p[0] for p in points] or [0.0]
     ys = [p[1] for p in points] or [0.0]
     x0, x1 = min(xs), max(xs)
-    y1 = max(ys) or 1.0
+    y1 = max(ys)
     sx = (w - left - 10) / ((x1 - x0) or 1.0)
-    sy = (h - bottom - 12) / y1
+    sy = (h - bottom - 12) / (y1 or 1.0)  # all free: a flat line at $0
     coords = " ".join(f"{left + (x - x0) * sx:.1f},{h - bottom - y * sy:.1f}" for x, y in points)
     return (f'<svg id="cost-over-time" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
             f'viewBox="0 0 {w} {h}" role="img" aria-label="{esc(title)}">'

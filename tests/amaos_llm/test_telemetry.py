@@ -10,6 +10,7 @@ import sys
 import timeit
 from dataclasses import dataclass
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -294,7 +295,8 @@ async def test_llm_spans_nest_under_node_spans_under_the_run_span(rec):
         async with anyio.create_task_group() as tg:  # the nodes of a run run in tasks of its group
             tg.start_soon(node, "a")
             tg.start_soon(node, "b")
-        graph.run_totals(run_span, cost=Decimal("0.0000246"), input_tokens=24, output_tokens=6, ok=True)
+        graph.run_totals(run_span, SimpleNamespace(total_cost=Decimal("0.0000246"), input_tokens=24,
+                                                   output_tokens=6, ok=True))
     spans = rec.spans.get_finished_spans()
     by_id = {s.context.span_id: s for s in spans}
 

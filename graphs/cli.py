@@ -18,10 +18,13 @@ configuration, 130 interrupted (Ctrl-C: the work stops at once; finished results
 from __future__ import annotations
 
 import json
+import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from enum import Enum
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -63,6 +66,21 @@ ConfigPath = Annotated[
     Path | None, typer.Option("--config", "-c", help="A model_priority.yaml to use instead of the default.")
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
+Otel = Annotated[bool, typer.Option(
+    "--otel", help="Export spans and metrics over OTLP/HTTP, set up from the OTEL_* environment variables "
+                   "(needs the otel extra: pip install amaos-llm\\[otel]).")]
+
+
+class LogLevel(str, Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+LogLevelOption = Annotated[LogLevel | None, typer.Option(
+    "--log-level", case_sensitive=False, help="Log the library's `amaos_llm` and `graphs` loggers at this level "
+                                              "to stderr.")]
 
 T = TypeVar("T")
 
@@ -140,6 +158,8 @@ def run(
         "--report", help="Also write an HTML report of the runs (with --output: of every record in it).")] = None,
     local_only: LocalOnly = False,
     config: ConfigPath = None,
+    otel: Otel = False,
+    log_level: LogLevelOption = None,
     debug: Debug = False,
 ) -> None:
     """Run a pipeline on one input (--input) or on each line of a JSONL file (--inputs)."""
@@ -147,7 +167,8 @@ def run(
         raise typer.BadParameter("give exactly one of --input TEXT or --inputs FILE.jsonl")
     if resume and (inputs is None or output is None):
         raise typer.BadParameter("--resume needs --inputs FILE.jsonl and the --output FILE it appends to")
-    with _errors_as_one_line(debug):
+    _configure_logging(log_level)
+    with _errors_as_one_line(debug), _telemetry(otel):
         loaded = load_pipeline(pipeline, local_only=True if local_only else None, config_path=config)
         # Without --output the records exist only on stdout: the report takes them as they go by.
         # With it, the report is read back from the file, so it is the page `amaos-llm report` makes.
@@ -244,9 +265,12 @@ def complete(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Use this model (no fallback).")] = None,
     local_only: LocalOnly = False,
     config: ConfigPath = None,
+    otel: Otel = False,
+    log_level: LogLevelOption = None,
     debug: Debug = False,
 ) -> None:
     """One call through the manager; prints the answer, then model, tokens and cost."""
+    _configure_logging(log_level)
 
     async def call() -> LLMResult:
         async with _manager(config, local_only) as manager:
@@ -254,7 +278,7 @@ def complete(
                 prompt, system_prompt=system, temperature=temperature, max_tokens=max_tokens, force_model=model
             )
 
-    with _errors_as_one_line(debug):
+    with _errors_as_one_line(debug), _telemetry(otel):
         try:
             result = _run_interruptible(call)
         except (AllModelsFailed, ModelNotFound, ProviderError) as exc:  # the call failed, not the setup
@@ -383,6 +407,40 @@ def _options(
     ] = False,
 ) -> None:
     """Options of the command itself, before any subcommand (`--version`)."""
+
+
+@contextmanager
+def _telemetry(wanted: bool) -> Iterator[None]:
+    """With `--otel`, the SDK exporting over OTLP/HTTP while the command runs (set up before any
+    manager or pipeline is built: they decide when built whether to record), flushed at the end."""
+    if not wanted:
+        yield
+        return
+    from graphs.otel import OtelUnavailable, configure_from_env
+
+    try:
+        setup = configure_from_env()
+    except OtelUnavailable as exc:
+        _say_error(exc)
+        raise typer.Exit(2) from None
+    try:
+        yield
+    finally:
+        setup.shutdown()
+
+
+def _configure_logging(level: LogLevel | None) -> None:
+    """`--log-level`: the library's loggers to stderr at that level (without it, Python's default:
+    warnings and errors only, as plain lines)."""
+    if level is None:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("amaos_llm", "graphs"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level.value.upper())
+        logger.handlers = [handler]  # replaced, not added: one line per record however often this runs
+        logger.propagate = False
 
 
 def _say_error(problem: BaseException | str) -> None:

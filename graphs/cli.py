@@ -184,7 +184,10 @@ def run(
             _show_summary(summary, output)
             ok = summary.ok
         if report is not None:
-            write_report(seen if seen is not None else read_report(output), report)  # type: ignore[arg-type]
+            if seen is None:
+                assert output is not None  # `seen` is made exactly when there is no output file
+                seen = read_report(output)
+            write_report(seen, report)
             typer.secho(f"report: {report}", fg="green", err=True)
     if not ok:
         raise typer.Exit(1)

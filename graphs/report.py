@@ -285,9 +285,10 @@ def _reason(attempt: dict[str, Any]) -> str:
     return reason if len(reason) <= 80 else reason[:79] + "…"
 
 
-def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """The records of an output file, a line at a time; a line that is not one is a `ConfigError`.
-    A last line without its newline (a run cut off mid-write) is left out, as `--resume` does."""
+def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`(line number, record)` for each record of an output file, a line at a time; a line that is
+    not a JSON object is a `ConfigError`. A last line without its newline (a run cut off mid-write)
+    is left out, as `--resume` does."""
     try:
         file = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
     except OSError as exc:
@@ -302,13 +303,19 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
                 record = None
             if not isinstance(record, dict):
                 raise ConfigError("not a record of `amaos-llm run`", path=str(path), line=number)
-            yield record
+            yield number, record
 
 
 def read_report(path: str | Path) -> RunReport:
     report = RunReport()
-    for record in iter_records(path):
-        report.add(record)
+    for number, record in iter_records(path):
+        try:
+            report.add(record)
+        # A field of the wrong shape (a list where a mapping goes, a cost that is not a number):
+        # the file was not written by `amaos-llm run`, or was edited. Say where, once.
+        except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError) as exc:
+            raise ConfigError(f"not a record of `amaos-llm run` ({type(exc).__name__}: {exc})",
+                              path=str(path), line=number) from None
     return report
 
 

@@ -159,3 +159,12 @@ def test_percentiles_from_the_bins_are_within_two_percent():
 def test_levels_follow_the_longest_path_and_ignore_a_loop_back():
     edges = [("a", "b"), ("b", "c"), ("a", "c"), ("c", "b2"), ("b2", "b")]  # b2 → b closes a loop
     assert levels(["a", "b", "c", "b2"], edges) == {"a": 0, "b": 1, "c": 2, "b2": 3}
+
+
+@pytest.mark.parametrize("line", ['[1, 2]', '{"input": "x", "cost_usd": "lots"}', '{"input": "x", "llm": [1]}'])
+def test_a_line_that_is_not_a_run_record_is_one_error_naming_its_line(tmp_path, line):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"input": "fine", "cost_usd": "0.1"}\n' + line + "\n")
+    result = CliRunner().invoke(app, ["report", str(out), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {out}:2: not a record of `amaos-llm run`")

@@ -251,7 +251,7 @@ class CallTrace:
 
     # -- the end -------------------------------------------------------------------------------
 
-    def end(self, answered: ModelLike | None = None, output: str | None = None) -> None:
+    def end(self, answered: ModelLike | None = None) -> None:
         """On settle, after the call returned: its totals; named for the model that answered."""
         span = self._span
         if span is None:

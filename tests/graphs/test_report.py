@@ -168,3 +168,28 @@ def test_a_line_that_is_not_a_run_record_is_one_error_naming_its_line(tmp_path, 
     result = CliRunner().invoke(app, ["report", str(out), "-o", str(tmp_path / "r.html")])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {out}:2: not a record of `amaos-llm run`")
+
+
+def test_resume_of_a_file_written_before_the_report_adds_the_pipeline_once(batch, tmp_path):
+    pipeline, out, _ = batch
+    older = [{k: v for k, v in json.loads(line).items() if k != "pipeline"} for line in out.read_text().splitlines()]
+    out.write_text("".join(json.dumps(r) + "\n" for r in older[:4]))
+    result = CliRunner().invoke(app, ["run", str(pipeline), "--inputs", str(tmp_path / "in.jsonl"), "--output",
+                                      str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert ["pipeline" in r for r in records] == [False] * 4 + [True] + [False] * (len(INPUTS) - 5)
+    assert read_report(out).graph()[1] == [("prompt", "draft", None), ("draft", "review", None),
+                                           ("review", "out", None)]
+
+
+def test_a_batch_printed_to_stdout_is_reported_from_the_printed_records(tmp_path):
+    pipeline = write_pipeline(tmp_path)
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('"one two"\n"three"\n')
+    html = tmp_path / "r.html"
+    result = CliRunner().invoke(app, ["run", str(pipeline), "--inputs", str(inputs), "--report", str(html)])
+    assert result.exit_code == 0, result.output
+    printed = build_report(json.loads(line) for line in result.stdout.splitlines())
+    assert printed.runs == 2 and printed.pipeline is not None
+    assert cell_costs(html.read_text(), "node")["draft"] == Decimal("0.000123") * (3 + 2)

@@ -14,6 +14,8 @@ methods do nothing, so the loop pays one truth test per call:
         reply = await provider.complete(request)   # SDK spans nest under it
         attempt.succeeded(usage, cost, response_model=..., finish_reasons=..., output=reply.content)
         # or, on an exception: attempt.failed(exc, outcome)  (leaving the `with` by an exception does it too)
+    # a stream: attempt = call.attempt(spec); `with attempt.current(): chunk = await anext(chunks)` per
+    # chunk; then attempt.succeeded(...) or attempt.failed(...) once
     call.retry(spec, exc, wait) / call.fallback(spec, reason) / call.stream_reset(spec, reason)
     call.end(result)  or  call.end_failed(exc)     # on settle: the call's totals, its name `chat {model}`
 
@@ -324,6 +326,17 @@ class AttemptTrace:
             else:
                 self.failed("attempt left without an outcome", "error")
 
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """The attempt span as the current one, without ending it: for a stream, around each `await`
+        of the provider's iterator (a `with` held across a generator's `yield` would leave the span
+        current in whatever code consumes the chunks)."""
+        if self._span is None:
+            yield
+            return
+        with self._call._t._trace.use_span(self._span, end_on_exit=False):
+            yield
+
     def succeeded(
         self, usage: UsageLike | None, cost: Decimal | None, *, response_model: str | None = None,
         finish_reasons: Sequence[str] = (), output: str | None = None,
@@ -415,6 +428,10 @@ class _NoTelemetry:
 class _NoAttempt:
     def __enter__(self) -> _NoAttempt:
         return self
+
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        yield
 
     def __exit__(self, *exc: object) -> None:
         return None

@@ -313,3 +313,21 @@ async def test_llm_spans_nest_under_node_spans_under_the_run_span(rec):
         ["chat claude-3-5-haiku", "node a", "run triage"]] * 2 + [["chat claude-3-5-haiku", "node b", "run triage"]] * 2
     run = next(s for s in spans if s.name == "run triage")
     assert (run.attributes["amaos.run_id"], run.attributes["amaos.cost_usd"]) == ("run-1", "0.0000246")
+
+
+@pytest.mark.anyio
+async def test_a_stream_makes_the_attempt_current_only_around_each_chunk(rec):
+    telemetry = rec.telemetry()
+    call = telemetry.start_call("chat", REQUEST)
+    attempt = call.attempt(STEADY)
+    sdk = rec.tracer_provider.get_tracer("some.sdk")
+    for i in range(2):
+        with attempt.current():
+            sdk.start_span(f"chunk {i}").end()
+        assert trace.get_current_span() is trace.INVALID_SPAN  # the consumer's code runs outside it
+    attempt.succeeded(Usage(input_tokens=1, output_tokens=2), Decimal("0.5"))
+    call.end(STEADY)
+    spans = rec.spans.get_finished_spans()
+    attempt_span = next(s for s in spans if s.kind == SpanKind.CLIENT)
+    assert [s.parent.span_id for s in spans if s.name.startswith("chunk")] == [attempt_span.context.span_id] * 2
+    assert attempt_span.attributes["amaos.cost_usd"] == "0.5"

@@ -5,8 +5,8 @@ The manager decides once, when it is built, whether to record (`Telemetry.for_ma
 proxy/no-op providers mean nobody listens). Otherwise it gets `NO_TELEMETRY`, which is falsy and whose
 methods do nothing, so the loop pays one truth test per call:
 
-    telemetry = Telemetry.for_manager(capture_content=config.telemetry.capture_content)  # in __init__
-    call = telemetry.start_call("chat", request) if telemetry else NO_CALL                # per call
+    telemetry = Telemetry.for_manager(capture_content=..., secrets=[the resolved API keys])  # in __init__
+    call = telemetry.start_call("chat", CallRequest(temperature, max_tokens, messages)) if telemetry else NO_CALL
     call.skipped(spec, reason)                     # selection passed a model over
     call.budget_reserved(spec, amount) / call.budget_settled(spec, amount)
     call.cache_hit(spec)
@@ -17,7 +17,7 @@ methods do nothing, so the loop pays one truth test per call:
     # a stream: attempt = call.attempt(spec); `with attempt.current(): chunk = await anext(chunks)` per
     # chunk; then attempt.succeeded(...) or attempt.failed(...) once
     call.retry(spec, exc, wait) / call.fallback(spec, reason) / call.stream_reset(spec, reason)
-    call.end(result)  or  call.end_failed(exc)     # on settle: the call's totals, its name `chat {model}`
+    call.end(answering_spec)  or  call.end_failed(exc)   # on settle: totals, named `chat {model}`
 
 The names follow the OpenTelemetry GenAI semantic conventions; `amaos.*` attributes carry what they
 have no word for (the configured model name, the attempt's outcome, the exact cost as a string).

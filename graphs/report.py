@@ -170,7 +170,7 @@ class RunReport:
         if entry.get("model") is not None:
             row.latency.add(float(entry.get("latency") or 0.0))
         sent = [a for a in entry.get("attempts") or () if a.get("outcome") != "skipped"]
-        row.fallbacks += any(a.get("outcome") in _FAILED for a in sent[:-1])
+        row.fallbacks += any(_fell_back(sent, i) for i in range(len(sent)))
         for a in entry.get("attempts") or ():
             if a.get("outcome") == "skipped":
                 row.skips[_reason(a)] += 1
@@ -190,6 +190,7 @@ class RunReport:
             row.latency.add(float(entry.get("latency") or 0.0))
             return
         sent = [a for a in attempts if a.get("outcome") != "skipped"]
+        fell_back = {id(a) for i, a in enumerate(sent) if _fell_back(sent, i)}
         for a in attempts:
             row = self.models.setdefault(str(a.get("model")), Row())
             outcome = a.get("outcome")
@@ -206,7 +207,7 @@ class RunReport:
                 row.unpriced += "cost_usd" not in a
             else:
                 row.failures += 1
-                row.fallbacks += a is not sent[-1]  # another model was tried after this one
+                row.fallbacks += id(a) in fell_back
 
     def _add_run(self, record: dict[str, Any], cost: Decimal) -> None:
         where = (f"id {json.dumps(record['id'])}" if record.get("id") is not None
@@ -262,6 +263,13 @@ class RunReport:
         nodes += [(n, "") for n in self.nodes if n not in known]
         edges = [(str(e["from"]), str(e["to"]), e.get("label")) for e in shape.get("edges", ())]
         return nodes, edges
+
+
+def _fell_back(sent: list[dict[str, Any]], i: int) -> bool:
+    """Whether sent attempt `i` failed and the next one sent was another model's: the loop gave up
+    on this model (a retry of the same model is not a fallback)."""
+    return (sent[i].get("outcome") in _FAILED and i + 1 < len(sent)
+            and sent[i + 1].get("model") != sent[i].get("model"))
 
 
 def _keep(heap: list[Any], item: tuple[Any, int, RunSummary]) -> None:
@@ -353,8 +361,8 @@ def render_html(report: RunReport) -> str:
              _runs(report.priciest),
              '<p class="note">p50/p95 are read from 2%-wide latency bins. Costs are exact sums of the '
              "runs' costs; a model without a price counts as $0 and is listed as unpriced. "
-             "Fallbacks: per node, calls where a model failed and another was tried; per model, its failures "
-             "after which another model was tried.</p>",
+             "Fallbacks: per node, calls where a model failed and another was tried; per model, the times it "
+             "failed and the call moved on to another model (a retry of the same model is not one).</p>",
              "</body></html>"]
     return "\n".join(parts) + "\n"
 

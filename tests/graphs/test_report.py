@@ -193,3 +193,17 @@ def test_a_batch_printed_to_stdout_is_reported_from_the_printed_records(tmp_path
     printed = build_report(json.loads(line) for line in result.stdout.splitlines())
     assert printed.runs == 2 and printed.pipeline is not None
     assert cell_costs(html.read_text(), "node")["draft"] == Decimal("0.000123") * (3 + 2)
+
+
+def test_a_retry_of_the_same_model_is_not_a_fallback():
+    def attempt(model: str, outcome: str) -> dict:
+        return {"model": model, "provider": "p", "outcome": outcome, "latency": 0.1}
+
+    retried = [attempt("a", "error"), attempt("a", "timeout"), attempt("a", "success")]
+    fell_back = [attempt("a", "error"), attempt("a", "error"), attempt("b", "success")]
+    records = [{"input": "x", "ok": True, "errors": {}, "cost_by_node": {"n": "0"},
+                "llm": {"n": {"model": attempts[-1]["model"], "latency": 0.3, "attempts": attempts}}}
+               for attempts in (retried, fell_back)]
+    report = build_report(records)
+    assert report.nodes["n"].fallbacks == 1
+    assert (report.models["a"].failures, report.models["a"].fallbacks) == (4, 1)

@@ -13,16 +13,20 @@ the records already written.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from amaos_llm import ConfigError
+from amaos_llm.types import Attempt
 from graphs.results import RunResult
-from nodes import Payload, ResultMessage
+from graphs.topology import Edge
+from nodes import Node, Payload, ResultMessage
 from nodes.messages import OVERRIDE_FIELDS
 
 _PAYLOAD_KEYS = frozenset({"input", "prompt", "messages", *OVERRIDE_FIELDS})
@@ -180,7 +184,10 @@ def llm_calls(run: RunResult) -> dict[str, ResultMessage]:
 def run_record(
     run: RunResult, payload: Payload, index: int | None = None, item: BatchItem | None = None
 ) -> dict[str, Any]:
-    """The JSON-ready record a batch writes for one run (with `item`, where its input came from)."""
+    """The JSON-ready record a batch writes for one run (with `item`, where its input came from).
+
+    Floats (`cost`, `llm.*.cost`) are for reading by eye and by older tools; the `*_usd` fields are
+    the exact Decimals as strings, which `amaos-llm report` sums so its totals equal the RunResults'."""
     record: dict[str, Any] = _where(item, index)
     record["input"] = payload.text
     outputs = {node_id: r.content for node_id, r in run.outputs.items()}
@@ -189,23 +196,64 @@ def run_record(
     record["outputs"] = outputs
     record["ok"] = run.ok
     record["errors"] = dict(run.errors)
+    upstream_failed = [n for n, r in run.results.items() if r.error is not None and n not in run.errors]
+    if upstream_failed:  # these did not run: an input failed (their results say which)
+        record["upstream_failed"] = upstream_failed
     record["cost"] = float(run.total_cost)
+    record["cost_usd"] = exact(run.total_cost)
+    record["cost_by_node"] = {node_id: exact(cost) for node_id, cost in run.cost_by_node.items()}
+    if run.unpriced:
+        record["unpriced"] = list(run.unpriced)
     record["tokens"] = run.total_tokens
     record["wall_time"] = round(run.wall_time, 6)
-    record["llm"] = {
-        node_id: {
-            "model": r.model_name,
-            "provider": r.provider,
-            "input_tokens": r.usage.input_tokens,
-            "output_tokens": r.usage.output_tokens,
-            "cost": None if r.cost is None else float(r.cost),
-            "latency": round(r.latency, 6),
-        }
-        for node_id, r in llm_calls(run).items()
-    }
+    record["finished_at"] = round(time.time(), 3)  # the report's cost-over-time axis
+    record["llm"] = {node_id: _llm_entry(r) for node_id, r in llm_calls(run).items()}
     if run.metadata:
         record["metadata"] = run.metadata
     return record
+
+
+def _llm_entry(r: ResultMessage) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "model": r.model_name,
+        "provider": r.provider,
+        "input_tokens": r.usage.input_tokens,
+        "output_tokens": r.usage.output_tokens,
+        "cost": None if r.cost is None else float(r.cost),
+        "cost_usd": None if r.cost is None else exact(r.cost),
+        "latency": round(r.latency, 6),
+    }
+    if r.attempts:
+        entry["attempts"] = [_attempt_entry(a) for a in r.attempts]
+    return entry
+
+
+def _attempt_entry(a: Attempt) -> dict[str, Any]:
+    entry: dict[str, Any] = {"model": a.model_name, "provider": a.provider, "outcome": a.outcome}
+    if a.error is not None:
+        entry["error"] = a.error
+    if a.outcome != "skipped":
+        entry["latency"] = round(a.latency, 6)
+    if a.usage is not None:
+        entry["input_tokens"], entry["output_tokens"] = a.usage.input_tokens, a.usage.output_tokens
+    if a.cost is not None:
+        entry["cost_usd"] = exact(a.cost)
+    return entry
+
+
+def exact(cost: Decimal) -> str:
+    """A Decimal as plain digits (never `1E-7`), exactly: `Decimal(exact(d)) == d`."""
+    return format(cost, "f")
+
+
+def pipeline_record(name: str, nodes: Iterable[Node], edges: Iterable[Edge]) -> dict[str, Any]:
+    """The pipeline's shape, carried by the first record of an output file (under `pipeline`) so
+    that `amaos-llm report` can draw the graph from the file alone."""
+    return {
+        "name": name,
+        "nodes": [{"id": n.id, "type": n.type_name or type(n).__name__} for n in nodes],
+        "edges": [{"from": e.src, "to": e.dst, **({"label": e.label} if e.label else {})} for e in edges],
+    }
 
 
 def bad_input_record(bad: BadInput) -> dict[str, Any]:

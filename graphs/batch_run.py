@@ -9,6 +9,8 @@ therefore flat in the number of inputs, and a crash loses only the runs in fligh
 - `on_bad_input`: at a line that is not a valid input, `stop` ends the run there (every finished
   record written, the error naming file:line; `resume` then goes on from that line), `skip`
   writes an error record for it and goes on.
+- The first record a command writes to a file that has none with it carries the pipeline's shape
+  (`pipeline`: nodes, types, edges), so that `amaos-llm report OUT` can draw the graph from OUT alone.
 - An output that cannot be written (a directory, a full disk) is a `ConfigError` naming it: the
   runs stop, and every record counted as written is whole on disk.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -32,6 +34,7 @@ from graphs.batch import (
     InputKey,
     bad_input_record,
     count_inputs,
+    pipeline_record,
     read_lines,
     record_key,
     run_record,
@@ -91,10 +94,12 @@ class DoneInputs:
 class RecordWriter:
     """JSONL records to a file, each in one unbuffered write: on disk, or reported as not."""
 
-    def __init__(self, path: Path, *, resume: bool) -> None:
+    def __init__(self, path: Path, *, resume: bool, pipeline: dict[str, Any] | None = None) -> None:
         self.path = path
         self.done = DoneInputs()
         self.written = 0
+        self._pipeline = pipeline  # still to be written with the next record
+        self.on_record: Callable[[dict[str, Any]], None] | None = None
         if resume and path.is_file():  # never read a device such as /dev/full: it has no end
             self._read_done()
         try:
@@ -114,9 +119,12 @@ class RecordWriter:
                 if not raw.strip():
                     continue
                 try:
-                    key = record_key(json.loads(raw))
+                    record = json.loads(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError):
-                    key = None
+                    record = None
+                key = record_key(record)
+                if isinstance(record, dict) and "pipeline" in record:
+                    self._pipeline = None  # the file has it already
                 if key is None:
                     raise ConfigError("not a record of this command: --resume cannot tell which input it "
                                       "answers", path=str(self.path), line=number)
@@ -126,6 +134,8 @@ class RecordWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         assert self._file is not None
+        if self._pipeline is not None:
+            record = {**record, "pipeline": self._pipeline}
         data = memoryview((json.dumps(record) + "\n").encode())
         try:
             while data:  # a full disk may take part of a record: the rest fails, and --resume cuts it off
@@ -136,6 +146,9 @@ class RecordWriter:
                 why += f"; every record before it is whole ({self.written} written): run again with --resume to go on"
             raise ConfigError(why, path=str(self.path)) from None
         self.written += 1
+        self._pipeline = None
+        if self.on_record is not None:
+            self.on_record(record)
 
     def close(self) -> None:
         if self._file is not None:
@@ -144,14 +157,20 @@ class RecordWriter:
 
 
 class _StdoutWriter:
-    def __init__(self) -> None:
+    def __init__(self, pipeline: dict[str, Any] | None = None) -> None:
         self.done = DoneInputs()  # stays empty: --resume needs an output file
         self.written = 0
+        self._pipeline = pipeline
+        self.on_record: Callable[[dict[str, Any]], None] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
+        if self._pipeline is not None:
+            record, self._pipeline = {**record, "pipeline": self._pipeline}, None
         sys.stdout.write(json.dumps(record) + "\n")
         sys.stdout.flush()
         self.written += 1
+        if self.on_record is not None:
+            self.on_record(record)
 
     def close(self) -> None:
         pass
@@ -165,13 +184,20 @@ async def run_batch(
     *,
     resume: bool = False,
     on_bad_input: OnBadInput = OnBadInput.stop,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> BatchSummary:
     """Run `pipeline` on each input of `source`, writing records to `output` (None: stdout) with
-    a progress bar and the running cost on stderr."""
+    a progress bar and the running cost on stderr. `on_record` sees each record once it is written."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    writer: RecordWriter | _StdoutWriter = RecordWriter(output, resume=resume) if output else _StdoutWriter()
+    orchestrator = pipeline.orchestrator
+    shape = pipeline_record(pipeline.name, orchestrator.nodes.values(), orchestrator.edges)
+    writer: RecordWriter | _StdoutWriter = (
+        RecordWriter(output, resume=resume, pipeline=shape) if output else _StdoutWriter(shape)
+    )
+    if on_record is not None:
+        writer.on_record = on_record
     done, summary = writer.done, BatchSummary(resumed=writer.done.count)
     # The total costs a quick pass over the file (0.1 s per million lines), nothing next to the runs,
     # and gives the bar its percentage and the time left; a pipe, which can be read once, has none.
@@ -185,8 +211,6 @@ async def run_batch(
             if isinstance(entry, BadInput) and on_bad_input is OnBadInput.stop:
                 raise entry.error  # the stream hands out every run before this line, then raises it
             yield entry
-
-    orchestrator = pipeline.orchestrator
 
     async def one(entry: BatchItem | BadInput) -> tuple[BatchItem | BadInput, RunResult | None]:
         if isinstance(entry, BadInput):

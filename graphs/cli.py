@@ -7,6 +7,8 @@
     amaos-llm models
     amaos-llm validate config/pipelines/triage.yaml --inputs tasks.jsonl
     amaos-llm graph config/pipelines/triage.yaml
+    amaos-llm run config/pipelines/summarize.yaml --inputs tasks.jsonl --output out.jsonl --report report.html
+    amaos-llm report out.jsonl -o report.html
 
 Results go to stdout; errors and progress to stderr, each error once, in one line (add `--debug`
 for the traceback). Exit codes: 0 success, 1 a run or call failed, 2 a bad file, option or
@@ -16,11 +18,13 @@ configuration, 130 interrupted (Ctrl-C: the work stops at once; finished results
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from enum import Enum
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -43,11 +47,12 @@ from amaos_llm import (
     ProviderError,
     StreamInterrupted,
 )
-from graphs.batch import check_inputs, llm_calls, run_record
+from graphs.batch import check_inputs, llm_calls, pipeline_record, run_record
 from graphs.batch_run import BatchSummary, OnBadInput, run_batch
 from graphs.errors import GraphError, RunFailed
 from graphs.model_check import check_models
 from graphs.pipeline import Pipeline, load_pipeline
+from graphs.report import RunReport, read_report, write_report
 from graphs.results import RunResult
 from nodes import Payload
 
@@ -64,6 +69,21 @@ ConfigPath = Annotated[
     Path | None, typer.Option("--config", "-c", help="A model_priority.yaml to use instead of the default.")
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
+Otel = Annotated[bool, typer.Option(
+    "--otel", help="Export spans and metrics over OTLP/HTTP, set up from the OTEL_* environment variables "
+                   "(needs the otel extra: pip install amaos-llm\\[otel]).")]
+
+
+class LogLevel(str, Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+LogLevelOption = Annotated[LogLevel | None, typer.Option(
+    "--log-level", case_sensitive=False, help="Log the library's `amaos_llm` and `graphs` loggers at this level "
+                                              "to stderr.")]
 
 T = TypeVar("T")
 
@@ -137,8 +157,12 @@ def run(
     on_bad_input: Annotated[OnBadInput, typer.Option(
         "--on-bad-input", help="At a line that is not a valid input: stop there, or write an error record "
                                "for it and go on.")] = OnBadInput.stop,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Also write an HTML report of the runs (with --output: of every record in it).")] = None,
     local_only: LocalOnly = False,
     config: ConfigPath = None,
+    otel: Otel = False,
+    log_level: LogLevelOption = None,
     debug: Debug = False,
 ) -> None:
     """Run a pipeline on one input (--input) or on each line of a JSONL file (--inputs)."""
@@ -146,30 +170,63 @@ def run(
         raise typer.BadParameter("give exactly one of --input TEXT or --inputs FILE.jsonl")
     if resume and (inputs is None or output is None):
         raise typer.BadParameter("--resume needs --inputs FILE.jsonl and the --output FILE it appends to")
-    with _errors_as_one_line(debug):
+    _configure_logging(log_level)
+    with _errors_as_one_line(debug), _telemetry(otel):
         loaded = load_pipeline(pipeline, local_only=True if local_only else None, config_path=config)
+        # Without --output the records exist only on stdout: the report takes them as they go by.
+        # With it, the report is read back from the file, so it is the page `amaos-llm report` makes.
+        seen = RunReport() if report is not None and output is None else None
+        on_record = seen.add if seen is not None else None
         if input is not None:
-            ok = _run_interruptible(_run_one, loaded, input, output)
+            ok = _run_interruptible(_run_one, loaded, input, output, on_record)
         elif inputs is not None:
             summary = _run_interruptible(
-                partial(run_batch, resume=resume, on_bad_input=on_bad_input), loaded, inputs, output, concurrency
+                partial(run_batch, resume=resume, on_bad_input=on_bad_input, on_record=on_record),
+                loaded, inputs, output, concurrency,
             )
             _show_summary(summary, output)
             ok = summary.ok
+        if report is not None:
+            if seen is None:
+                assert output is not None  # `seen` is made exactly when there is no output file
+                seen = read_report(output)
+            write_report(seen, report)
+            typer.secho(f"report: {report}", fg="green", err=True)
     if not ok:
         raise typer.Exit(1)
 
 
-async def _run_one(pipeline: Pipeline, text: str, output: Path | None) -> bool:
+async def _run_one(
+    pipeline: Pipeline, text: str, output: Path | None, on_record: Callable[[dict[str, Any]], None] | None = None
+) -> bool:
     async with pipeline:
         try:
             result = await pipeline.run(text)
         except RunFailed as exc:  # a fail_fast pipeline: show what finished
             result = exc.result
     _show_run(Console(), result)
-    if output is not None:
-        output.write_text(json.dumps(run_record(result, Payload(prompt=text))) + "\n", encoding="utf-8")
+    if output is not None or on_record is not None:
+        o = pipeline.orchestrator
+        record = run_record(result, Payload(prompt=text))
+        record["pipeline"] = pipeline_record(pipeline.name, o.nodes.values(), o.edges)
+        if output is not None:
+            output.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        if on_record is not None:
+            on_record(record)
     return result.ok
+
+
+@app.command("report")
+def report_command(
+    records: Annotated[Path, typer.Argument(help="The JSONL file `amaos-llm run --output` wrote.")],
+    out: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    debug: Debug = False,
+) -> None:
+    """Write an HTML report (graph, per-node and per-model tables, latency, cost) of a run's records."""
+    with _errors_as_one_line(debug):
+        built = read_report(records)
+        write_report(built, out)
+    typer.secho(f"report: {out} ({built.runs} runs)", fg="green", err=True)
 
 
 def _show_summary(summary: BatchSummary, output: Path | None) -> None:
@@ -217,9 +274,12 @@ def complete(
     stream: Annotated[bool, typer.Option("--stream", help="Write the answer as it arrives.")] = False,
     mid_stream: Annotated[str | None, typer.Option(
         "--mid-stream", help="With --stream, a failure after the first chunk: fail, restart or continue.")] = None,
+    otel: Otel = False,
+    log_level: LogLevelOption = None,
     debug: Debug = False,
 ) -> None:
     """One call through the manager; prints the answer, then model, tokens and cost."""
+    _configure_logging(log_level)
 
     async def call() -> LLMResult:
         async with _manager(config, local_only) as manager:
@@ -231,7 +291,7 @@ def complete(
                 prompt, system_prompt=system, temperature=temperature, max_tokens=max_tokens, force_model=model
             )
 
-    with _errors_as_one_line(debug):
+    with _errors_as_one_line(debug), _telemetry(otel):
         try:
             result = _run_interruptible(call)
         except (AllModelsFailed, ModelNotFound, ProviderError, StreamInterrupted) as exc:  # the call failed
@@ -394,6 +454,40 @@ def _options(
     ] = False,
 ) -> None:
     """Options of the command itself, before any subcommand (`--version`)."""
+
+
+@contextmanager
+def _telemetry(wanted: bool) -> Iterator[None]:
+    """With `--otel`, the SDK exporting over OTLP/HTTP while the command runs (set up before any
+    manager or pipeline is built: they decide when built whether to record), flushed at the end."""
+    if not wanted:
+        yield
+        return
+    from graphs.otel import OtelUnavailable, configure_from_env
+
+    try:
+        setup = configure_from_env()
+    except OtelUnavailable as exc:
+        _say_error(exc)
+        raise typer.Exit(2) from None
+    try:
+        yield
+    finally:
+        setup.shutdown()
+
+
+def _configure_logging(level: LogLevel | None) -> None:
+    """`--log-level`: the library's loggers to stderr at that level (without it, Python's default:
+    warnings and errors only, as plain lines)."""
+    if level is None:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("amaos_llm", "graphs"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level.value.upper())
+        logger.handlers = [handler]  # replaced, not added: one line per record however often this runs
+        logger.propagate = False
 
 
 def _say_error(problem: BaseException | str) -> None:

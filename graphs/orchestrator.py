@@ -17,12 +17,14 @@ import itertools
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from types import MappingProxyType, TracebackType
 from typing import Any
 
 import anyio
 from pydantic import ValidationError
 
+from amaos_llm.telemetry import GraphTelemetry
 from graphs.errors import RunFailed
 from graphs.events import Event, EventBus, Listener
 from graphs.mermaid import to_mermaid
@@ -67,6 +69,16 @@ class GraphOrchestrator:
         self._last_settings: RunSettings | None = None
         self._run_prefix = secrets.token_hex(4)
         self._run_counter = itertools.count(1)
+        # Decided when the orchestrator is built, like a manager's: None unless a tracer provider is set.
+        self._telemetry = GraphTelemetry.create()
+        self._traced: tuple[Plan, Plan] | None = None  # (plan, the same with each node's handle in a span)
+
+    def instrument(self, tracer_provider: Any = None) -> bool:
+        """Record `run {name}` and `node {id}` spans through `tracer_provider` (None: the global one,
+        if one is set now). Returns whether spans will be recorded."""
+        self._telemetry = GraphTelemetry.create(tracer_provider)
+        self._traced = None
+        return self._telemetry is not None
 
     # -- building -----------------------------------------------------------------------------
 
@@ -139,6 +151,8 @@ class GraphOrchestrator:
         except (TypeError, ValueError) as exc:
             return _raising(exc)
         run_id, run_metadata, settings = self._run_id(), dict(metadata) if metadata else {}, self._settings(fail_fast)
+        if self._telemetry is not None:
+            return self._run_traced(self._telemetry, plan, payloads, run_id, run_metadata, settings)
         if not self._initialized:
             return self._initialized_first(plan, payloads, run_id, run_metadata, settings)
         return execute(plan, payloads, run_id, run_metadata, settings)
@@ -148,6 +162,25 @@ class GraphOrchestrator:
     ) -> RunResult:
         await self._initialize_once()
         return await execute(plan, payloads, run_id, metadata, settings)
+
+    async def _run_traced(
+        self, telemetry: GraphTelemetry, plan: Plan, payloads: tuple[Payload, ...], run_id: str,
+        metadata: dict[str, Any], settings: RunSettings,
+    ) -> RunResult:
+        if not self._initialized:
+            await self._initialize_once()
+        if self._traced is None or self._traced[0] is not plan:
+            wrap = telemetry.wrap
+            steps = tuple(replace(s, handle=wrap(s.handle, s.node_id, _type_name(s.node))) for s in plan.steps)
+            self._traced = (plan, replace(plan, steps=steps))
+        with telemetry.run(self.name, run_id) as span:
+            try:
+                result = await execute(self._traced[1], payloads, run_id, metadata, settings)
+            except RunFailed as exc:  # a fail_fast run: its partial totals, then the error as it was
+                telemetry.run_totals(span, exc.result)
+                raise
+            telemetry.run_totals(span, result)
+        return result
 
     def _run_id(self) -> str:
         return f"{self._run_prefix}-{next(self._run_counter)}"
@@ -294,6 +327,10 @@ class GraphOrchestrator:
 
     def __repr__(self) -> str:
         return f"GraphOrchestrator(name={self.name!r}, nodes={list(self._topology.nodes)!r})"
+
+
+def _type_name(node: Node) -> str:
+    return node.type_name or type(node).__name__
 
 
 def _payloads(plan: Plan, inputs: RunInput) -> tuple[Payload, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from amaos_llm.config import Defaults
 from amaos_llm.errors import InvalidRequest
@@ -56,6 +56,9 @@ class CallState:
     comebacks: list[float] | None = None  # seconds until targets passed over at send time free up
     warnings: list[str] | None = None
     stream: StreamCall | None = None  # set for `stream()`: its chunks go to the caller as they come
+    trace: Any = None  # the call's telemetry (`amaos_llm.telemetry.CallTrace`) when a recorder is set
+    attempt_trace: Any = None  # that of the attempt in flight
+    fell_back_from: str | None = None  # the first model given up on, for the one warning a fallback logs
 
     @classmethod
     def begin(

@@ -237,10 +237,19 @@ class CacheConfig(BaseModel):
     max_size: PositiveCount = 1024  # answers kept; the least recently used goes first
 
 
+class TelemetryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # record prompts and replies on attempt spans (OpenTelemetry GenAI `gen_ai.input/output.messages`);
+    # $OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true does the same. Keys never.
+    capture_content: bool = False
+
+
 class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     defaults: Defaults = Field(default_factory=Defaults)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     models: list[ModelSpec] = Field(default_factory=list)

@@ -8,6 +8,7 @@ caller cut it off).
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -23,6 +24,7 @@ from amaos_llm.balancing import Balancer, Load
 from amaos_llm.cache import ResultCache, cache_key
 from amaos_llm.call_state import CallOptions, CallState, call_options, estimate_prompt_tokens
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
+from amaos_llm.controls import ManagerControls
 from amaos_llm.errors import (
     AllModelsFailed,
     BadRequestError,
@@ -37,7 +39,6 @@ from amaos_llm.health import Health
 from amaos_llm.inputs import chat_messages, prompt_messages, system_and_messages
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
-from amaos_llm.providers.callable import CallableProvider, ModelFunction
 from amaos_llm.providers.registry import provider_class
 from amaos_llm.resilience import RetryPolicy
 from amaos_llm.resilience.guards import pause, retry_policy
@@ -53,19 +54,34 @@ from amaos_llm.streaming import (
     fire,
     interrupted,
 )
+from amaos_llm.telemetry import Telemetry, call_request
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.validation import Validator, check_validator, judge, reask
 
 MessageLike = Message | Mapping[str, Any]
+log = logging.getLogger("amaos_llm")
 
 
-class LLMManager:
+def _key_values(models: Sequence[ModelSpec]) -> list[str]:
+    """Every key the models would send, for telemetry to scrub from what it exports."""
+    keys = []
+    for spec in models:
+        for env in spec.key_envs or ((None,) if spec.api_key is not None else ()):
+            secret = spec.resolve_key(env)
+            if secret is not None:
+                keys.append(secret.get_secret_value())
+    return keys
+
+
+class LLMManager(ManagerControls):
     """Local-first, cost-aware model routing with fallback, timeouts, retries and real costs.
 
     Build it from YAML (`LLMManager.from_yaml(path)`), from a config object, from a list of
     `ModelSpec`s, or with no arguments for `$AMAOS_LLM_CONFIG` / the packaged default.
     `local_only` and `enable_fallback`, when given, override the configuration's routing values.
     `clock`, `sleep` and `rng` (default: seeded by `routing.random_seed`) drive every wait and draw.
+    OpenTelemetry: the global tracer and meter providers when set (or `tracer_provider=`,
+    `meter_provider=`); with none, nothing is recorded (see `amaos_llm.telemetry`).
     """
 
     def __init__(
@@ -79,6 +95,8 @@ class LLMManager:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
         validator: Validator | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         if isinstance(config, (str, Path)):
             config = LLMConfig.from_yaml(config)
@@ -103,6 +121,10 @@ class LLMManager:
         self._cache = ResultCache(cache.max_size, cache.ttl, clock)
         self._version = 0  # changes with the models or the routing, so that a cached answer from before is not reused
         self._closed = False
+        # decided per manager: a tracer or meter provider configured after import counts from here on
+        self._telemetry = Telemetry.for_manager(capture_content=self._config.telemetry.capture_content,
+                                                secrets=_key_values(self._config.models),
+                                                tracer_provider=tracer_provider, meter_provider=meter_provider)
 
     @classmethod
     def from_yaml(
@@ -193,105 +215,6 @@ class LLMManager:
     def _only(self, name: str) -> frozenset[str]:
         return frozenset(models_named(list(self._models.values()), name))
 
-    def get_stats(self) -> dict[str, Any]:
-        return self._stats.as_dict()
-
-    def list_models(self) -> list[ModelSpec]:
-        return list(self._models.values())
-
-    @property
-    def config(self) -> LLMConfig:
-        return self._config.model_copy(update={"models": self.list_models()})
-
-    def set_fallback_chain(self, names: Sequence[str] | None) -> None:
-        """Try exactly these models, in this order (None or [] restores the computed order); a
-        provider type (`openai`, ...) stands for all its models, in file order."""
-        models = list(self._models.values())
-        chain = [model for name in names or () for model in models_named(models, name)]
-        self._set_routing(fallback_chain=list(dict.fromkeys(chain)) or None)
-
-    def _set_routing(self, **values: Any) -> None:
-        routing = self._config.routing.model_copy(update=values)
-        self._config = self._config.model_copy(update={"routing": routing})
-        self._version += 1
-
-    def enable_load_balancing(self, strategy: str) -> None:
-        """Spread calls over equally ranked models: round_robin, weighted, random, least_latency or
-        least_busy (see `amaos_llm.balancing`); a ValueError names the known ones."""
-        self._balancer = Balancer(strategy, self._load, self._rng)
-        self._set_routing(load_balancing=strategy)
-
-    def disable_load_balancing(self) -> None:
-        """Back to the computed order (ties by estimated cost, then file order)."""
-        self._balancer = None
-        self._set_routing(load_balancing=None)
-
-    def set_model_weight(self, name: str, weight: float) -> None:
-        """A model's share under `weighted` and `random` balancing; 0 makes it a fallback only."""
-        spec = self._spec(name)
-        if type(weight) not in (int, float) or not weight >= 0:
-            raise ValueError(f"weight: must be a number >= 0, got {weight!r}")
-        self._models[name] = spec.model_copy(update={"weight": float(weight)})
-        self._version += 1
-
-    def set_provider_weight(self, provider: str, weight: float) -> None:
-        """spoon_ai's name: the weight of a model, or of every model of a provider type."""
-        for name in models_named(list(self._models.values()), provider):
-            self.set_model_weight(name, weight)
-
-    def register_model(
-        self,
-        name: str,
-        fn: ModelFunction,
-        *,
-        source: str = "local",
-        priority: int = 0,
-        cost_per_1k_input: float | Decimal = 0,
-        cost_per_1k_output: float | Decimal = 0,
-        **spec_fields: Any,
-    ) -> ModelSpec:
-        """Add (or replace) a model served by `fn(messages, **params)`; see `providers.callable`."""
-        spec = ModelSpec(
-            name=name, provider="callable", source=source, priority=priority,  # type: ignore[arg-type]
-            cost_per_1k_input=cost_per_1k_input, cost_per_1k_output=cost_per_1k_output, **spec_fields,  # type: ignore[arg-type]
-        )
-        self._retire(name)
-        self._models[name] = spec
-        self._targets.of(spec)[0].providers[None] = CallableProvider(spec, fn=fn)
-        return spec
-
-    # -- health and status (no background work: real sends, or these calls; see `amaos_llm.health`) --
-
-    async def health_check_all(self) -> dict[str, bool]:
-        """{model: healthy} for every enabled model, checked concurrently without generating
-        (each within min(timeout, 5 s)). Breakers are left as they are."""
-        return await self._health.check_all()
-
-    async def warm_up(self, names: Sequence[str] | None = None) -> dict[str, bool]:
-        """Load local models (default: every enabled one) without generating; {model: ready}."""
-        return await self._health.warm_up([self._spec(n).name for n in names] if names is not None else None)
-
-    def get_provider_status(self) -> dict[str, dict[str, Any]]:
-        return self._health.status()
-
-    def get_model_info(self, name: str) -> dict[str, Any]:
-        return self._health.model_info(self._spec(name), self._stats)
-
-    async def reset_provider(self, name: str) -> None:
-        """Close the model's clients and forget its init backoff, key marks and health; a provider
-        type (`openai`, ...) resets all its models."""
-        await self._health.reset(models_named(list(self._models.values()), name))
-
-    def reset_circuit_breaker(self, name: str) -> None:
-        """Close the model's circuit breakers and Retry-After windows."""
-        self._targets.reset_breakers(self._spec(name))
-
-    def _spec(self, name: str) -> ModelSpec:
-        spec = self._models.get(name)
-        if spec is None:
-            raise ModelNotFound(name, list(self._models))
-        return spec
-
     async def aclose(self) -> None:
         providers = [*self._retired]
         for target in self._targets.all():
@@ -326,13 +249,16 @@ class LLMManager:
         start = self._clock()
         stats = self._stats
         stats.calls += 1
+        call = None
         try:
+            call = CallState.begin(build(*args), options, start, self._config.defaults,
+                                   self._validator if stream is None else None)
+            if self._telemetry:
+                call.trace = self._telemetry.start_call("chat", call_request(call, self._telemetry, stream))
             if stream is None:
-                call = CallState.begin(build(*args), options, start, self._config.defaults, self._validator)
                 cached = self._config.cache.enabled if options.cache is None else options.cache
                 result = await (self._through_cache(call) if cached else self._route(call))
             else:
-                call = CallState.begin(build(*args), options, start, self._config.defaults, None)
                 call.stream = stream
                 result = await self._route(call)
                 await fire(stream.callbacks, "on_end", result)
@@ -342,12 +268,33 @@ class LLMManager:
                 stats.deadline_exceeded += 1
             if stream is not None:
                 await stream.failed(exc)
+            if call is not None:
+                self._settled(call, None, exc)
             raise
-        except BaseException:  # cut off by the caller (a cancel scope, Ctrl-C): not the models' fault
+        except BaseException as exc:  # cut off by the caller (a cancel scope, Ctrl-C): not the models' fault
             stats.cancelled += 1
+            if call is not None:
+                self._settled(call, None, exc)
             raise
         stats.successes += 1
+        if call.trace is not None or call.fell_back_from is not None:
+            self._settled(call, result, None)
         return result
+
+    def _settled(self, call: CallState, result: LLMResult | None, error: BaseException | None) -> None:
+        """A call's end, told to telemetry and the log: one WARNING for a call that fell back."""
+        if call.fell_back_from is not None:
+            if result is not None:
+                log.warning("%s failed; %s answered instead", call.fell_back_from, result.model_name)
+            elif isinstance(error, Exception):
+                log.warning("%s failed and no other model answered: %s", call.fell_back_from,
+                            type(error).__name__)
+        trace = call.trace
+        if trace is not None:
+            if result is not None:
+                trace.end(self._models.get(result.model_name))
+            elif error is not None:
+                trace.end_failed(error)
 
     async def _through_cache(self, call: CallState) -> LLMResult:
         """A stored answer to the same request (the validator, if any, checks it again), else a
@@ -358,6 +305,8 @@ class LLMManager:
         if hit is not None:
             if call.validator is None or await judge(call.validator, hit) is None:
                 self._stats.record_cache_hit(hit.saved_cost)
+                if call.trace is not None:
+                    call.trace.cache_hit(self._models.get(hit.model_name))
                 return hit.model_copy(update={"latency": self._clock() - call.start})
             self._cache.drop(key)
         self._stats.cache_misses += 1
@@ -393,6 +342,10 @@ class LLMManager:
                     if not routing.enable_fallback:
                         break
                     stats.fallbacks += 1
+                    if call.fell_back_from is None:
+                        call.fell_back_from = call.last_model
+                    if call.trace is not None:
+                        call.trace.fallback(self._models[call.last_model], call.attempts[-1].error or "failed")
                     call.last_model = None  # counted once, however many of its targets are passed over
                 result = await self._try(spec, target, call)
                 if result is not None:
@@ -465,7 +418,9 @@ class LLMManager:
                     if limit <= 0:
                         raise DeadlineExceeded(call.attempts, "deadline exceeded")
                 breaker.before_call()
-                if stream is None:
+                if call.trace is not None:
+                    reply = await self._traced_send(call, target, provider, request, limit, budget)
+                elif stream is None:
                     reply = await send(provider, request, limit)
                 else:
                     await stream.start(spec)
@@ -523,7 +478,7 @@ class LLMManager:
             paid = getattr(error, "usage", None)  # what a stream cut mid-way had reported using
             usage, cost = self._bill(spec, paid, call) if paid is not None else (None, None)
             self._record(call, spec, target, env, "timeout" if timed_out else "error", latency,
-                         f"{type(error).__name__}: {error}", usage, cost)
+                         f"{type(error).__name__}: {error}", usage, cost, error)
             if stream is not None:
                 request = await stream.after_failure(call, spec.provider, request, error)
             if rotate:
@@ -545,17 +500,33 @@ class LLMManager:
                 target.window.open(error.retry_after)  # other calls keep away meanwhile
             if delay is None or (until is not None and clock() + delay >= until) or breaker.is_open():
                 return None  # no retry, none that could finish in time, or the target now counts as down
+            if call.trace is not None:
+                call.trace.retry(spec, error, delay)
             await self._sleep(delay)
             retrying = True
 
     def _record(
         self, call: CallState, spec: ModelSpec, target: Target | None, key_env: str | None, outcome: Outcome,
         latency: float, error: str | None = None, usage: Usage | None = None, cost: Decimal | None = None,
+        exc: BaseException | None = None,
     ) -> None:
         call.attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome=outcome, error=error,
                                      latency=latency, usage=usage, cost=cost,
                                      endpoint=None if target is None else target.url, key_env=key_env))
         self._stats.record_attempt(spec.name, outcome, latency)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("attempt %s (%s) %s in %.3f s%s", spec.name, spec.provider, outcome, latency,
+                      f": {error}" if error else "")
+        trace = call.trace
+        if trace is not None:
+            if outcome == "skipped":
+                trace.skipped(spec, error or "")
+            elif call.attempt_trace is not None:
+                att, call.attempt_trace = call.attempt_trace, None
+                if outcome == "success":
+                    att.succeeded(usage, cost, response_model=spec.model)
+                else:
+                    att.failed(exc or error or outcome, outcome, cost)
 
     def _bill(self, spec: ModelSpec, reply: ProviderReply | Usage, call: CallState) -> tuple[Usage, Decimal | None]:
         """What this answer cost, by the provider's own token counts, added to the stats and to the
@@ -596,11 +567,21 @@ class LLMManager:
             provider = target.providers[env] = provider_class(spec.provider)(spec, spec.resolve_key(env))
         return provider
 
+    async def _traced_send(
+        self, call: CallState, target: Target, provider: Provider, request: ProviderRequest, limit: float,
+        budget: float,
+    ) -> ProviderReply:
+        """The send inside its attempt span (current while it runs, so an SDK's own spans nest in it)."""
+        att = call.attempt_trace = call.trace.attempt(target.spec)
+        with att.current():
+            stream = call.stream
+            if stream is None:
+                return await send(provider, request, limit)
+            await stream.start(target.spec)
+            spec = target.spec
+            first = first_set(stream.first_token_timeout, spec.first_token_timeout,
+                              self._config.defaults.first_token_timeout) or budget
+            return await stream.send(provider, request, min(first, limit), limit)
+
     def _max_tokens(self, spec: ModelSpec, requested: int | None) -> int:
         return first_set(requested, spec.max_tokens, self._config.defaults.max_tokens)
-
-    def _retire(self, name: str) -> None:
-        self._retired.extend(self._targets.forget(name))
-        self._prices.forget(name)
-        self._version += 1
-

@@ -94,6 +94,15 @@ class CallRequest:
     stream: bool = False
 
 
+def call_request(call: Any, telemetry: Telemetry, stream: Any) -> CallRequest:
+    """What a manager call asked for; its messages only when content is captured."""
+    options = call.options
+    messages: tuple[tuple[str, str], ...] = ()
+    if telemetry.capture_content:
+        messages = tuple((m.role, m.content if isinstance(m.content, str) else str(m.content)) for m in call.messages)
+    return CallRequest(options.temperature, options.max_tokens, messages, stream is not None)
+
+
 def provider_name(provider: str) -> str:
     return PROVIDER_NAMES.get(provider, provider)
 

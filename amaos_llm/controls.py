@@ -1,0 +1,145 @@
+"""What a manager's owner tunes and inspects besides the calls themselves: the models and the
+routing (fallback chain, load balancing, weights, registered functions), stats, and the health
+and status views (see `amaos_llm.health`); spoon_ai's names for them too.
+
+`LLMManager` inherits these; they touch its state only through the attributes declared here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from amaos_llm.balancing import Balancer, Load
+from amaos_llm.config import LLMConfig, ModelSpec
+from amaos_llm.errors import ModelNotFound
+from amaos_llm.providers.callable import CallableProvider, ModelFunction
+from amaos_llm.selection import models_named
+
+if TYPE_CHECKING:
+    import random
+
+    from amaos_llm.health import Health
+    from amaos_llm.pricing import PriceBook
+    from amaos_llm.providers.base import Provider
+    from amaos_llm.resilience.targets import Targets
+    from amaos_llm.stats import Stats
+
+
+class ManagerControls:
+    _config: LLMConfig
+    _models: dict[str, ModelSpec]
+    _stats: Stats
+    _targets: Targets
+    _health: Health
+    _prices: PriceBook
+    _retired: list[Provider]
+    _balancer: Balancer | None
+    _load: Load
+    _rng: random.Random
+    _version: int
+
+    def get_stats(self) -> dict[str, Any]:
+        return self._stats.as_dict()
+
+    def list_models(self) -> list[ModelSpec]:
+        return list(self._models.values())
+
+    @property
+    def config(self) -> LLMConfig:
+        return self._config.model_copy(update={"models": self.list_models()})
+
+    def set_fallback_chain(self, names: Sequence[str] | None) -> None:
+        """Try exactly these models, in this order (None or [] restores the computed order); a
+        provider type (`openai`, ...) stands for all its models, in file order."""
+        models = list(self._models.values())
+        chain = [model for name in names or () for model in models_named(models, name)]
+        self._set_routing(fallback_chain=list(dict.fromkeys(chain)) or None)
+
+    def _set_routing(self, **values: Any) -> None:
+        routing = self._config.routing.model_copy(update=values)
+        self._config = self._config.model_copy(update={"routing": routing})
+        self._version += 1
+
+    def enable_load_balancing(self, strategy: str) -> None:
+        """Spread calls over equally ranked models: round_robin, weighted, random, least_latency or
+        least_busy (see `amaos_llm.balancing`); a ValueError names the known ones."""
+        self._balancer = Balancer(strategy, self._load, self._rng)
+        self._set_routing(load_balancing=strategy)
+
+    def disable_load_balancing(self) -> None:
+        """Back to the computed order (ties by estimated cost, then file order)."""
+        self._balancer = None
+        self._set_routing(load_balancing=None)
+
+    def set_model_weight(self, name: str, weight: float) -> None:
+        """A model's share under `weighted` and `random` balancing; 0 makes it a fallback only."""
+        spec = self._spec(name)
+        if type(weight) not in (int, float) or not weight >= 0:
+            raise ValueError(f"weight: must be a number >= 0, got {weight!r}")
+        self._models[name] = spec.model_copy(update={"weight": float(weight)})
+        self._version += 1
+
+    def set_provider_weight(self, provider: str, weight: float) -> None:
+        """spoon_ai's name: the weight of a model, or of every model of a provider type."""
+        for name in models_named(list(self._models.values()), provider):
+            self.set_model_weight(name, weight)
+
+    def register_model(
+        self,
+        name: str,
+        fn: ModelFunction,
+        *,
+        source: str = "local",
+        priority: int = 0,
+        cost_per_1k_input: float | Decimal = 0,
+        cost_per_1k_output: float | Decimal = 0,
+        **spec_fields: Any,
+    ) -> ModelSpec:
+        """Add (or replace) a model served by `fn(messages, **params)`; see `providers.callable`."""
+        spec = ModelSpec(
+            name=name, provider="callable", source=source, priority=priority,  # type: ignore[arg-type]
+            cost_per_1k_input=cost_per_1k_input, cost_per_1k_output=cost_per_1k_output, **spec_fields,  # type: ignore[arg-type]
+        )
+        self._retire(name)
+        self._models[name] = spec
+        self._targets.of(spec)[0].providers[None] = CallableProvider(spec, fn=fn)
+        return spec
+
+    # -- health and status (no background work: real sends, or these calls; see `amaos_llm.health`) --
+
+    async def health_check_all(self) -> dict[str, bool]:
+        """{model: healthy} for every enabled model, checked concurrently without generating
+        (each within min(timeout, 5 s)). Breakers are left as they are."""
+        return await self._health.check_all()
+
+    async def warm_up(self, names: Sequence[str] | None = None) -> dict[str, bool]:
+        """Load local models (default: every enabled one) without generating; {model: ready}."""
+        return await self._health.warm_up([self._spec(n).name for n in names] if names is not None else None)
+
+    def get_provider_status(self) -> dict[str, dict[str, Any]]:
+        return self._health.status()
+
+    def get_model_info(self, name: str) -> dict[str, Any]:
+        return self._health.model_info(self._spec(name), self._stats)
+
+    async def reset_provider(self, name: str) -> None:
+        """Close the model's clients and forget its init backoff, key marks and health; a provider
+        type (`openai`, ...) resets all its models."""
+        await self._health.reset(models_named(list(self._models.values()), name))
+
+    def reset_circuit_breaker(self, name: str) -> None:
+        """Close the model's circuit breakers and Retry-After windows."""
+        self._targets.reset_breakers(self._spec(name))
+
+    def _spec(self, name: str) -> ModelSpec:
+        spec = self._models.get(name)
+        if spec is None:
+            raise ModelNotFound(name, list(self._models))
+        return spec
+
+    def _retire(self, name: str) -> None:
+        self._retired.extend(self._targets.forget(name))
+        self._prices.forget(name)
+        self._version += 1

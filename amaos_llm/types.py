@@ -39,6 +39,9 @@ class ToolCall(BaseModel):
     # What the wire needs back verbatim on the next turn (Gemini's `thought_signature`), keyed by
     # provider name; replayed to that provider only.
     provider_data: dict[str, Any] | None = None
+    # The arguments text as the model sent it when it was not a JSON object (`arguments` is then {}):
+    # such a call is turned down and the model asked again, not run.
+    invalid_arguments: str | None = None
 
 
 class Message(BaseModel):

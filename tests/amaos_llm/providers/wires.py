@@ -134,7 +134,7 @@ GOOGLE = Wire(
     seed="generationConfig.seed",
     prompt={"systemInstruction.parts": [{"text": "be brief"}],
             "contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
-    finish=("STOP", "MAX_TOKENS"),
+    finish=("stop", "length"),
     retry_after=7.0,
     lost={"aiohttp": {"hang_up": DISCONNECTED, "cut": "ClientPayloadError: " + AIOHTTP_CUT}, "default": HTTPX_LOST},
     refused=lambda url, transport: exactly(f"google: connection to {url} failed: ") + (

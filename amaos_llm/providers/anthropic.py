@@ -75,11 +75,14 @@ class AnthropicProvider(Provider):
                     calls.append(ToolCall(id=block.id, name=block.name, arguments=_arguments(block.input)))
         usage = UsageCounts()
         usage.update(message.usage)
+        stop_reason = message.stop_reason
+        if stop_reason == "tool_use" and not calls:
+            stop_reason = "end_turn"  # the forced answer tool is the reply, not a call to run
         return ProviderReply(
             content="".join(texts),
             input_tokens=usage.input_tokens,
             output_tokens=usage.output,
-            finish_reason=finish_reason(message.stop_reason, bool(calls)),
+            finish_reason=finish_reason(stop_reason, bool(calls)),
             model=message.model,
             tool_calls=calls,
             cache_read_tokens=usage.cache_read,
@@ -136,6 +139,8 @@ class AnthropicProvider(Provider):
         if not done:
             raise stream_cut(self.spec.provider, "message_stop")
         counts = StreamUsage(usage.input_tokens, usage.output, usage.cache_read, usage.cache_write)
+        if answer_index >= 0 and calls == 0:
+            stop_reason = "end_turn"  # the forced answer tool is the reply, not a call to run
         yield ProviderChunk(usage=counts, finish_reason=finish_reason(stop_reason, calls > 0), model=model)
 
     async def health(self) -> bool:

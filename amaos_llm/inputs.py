@@ -52,7 +52,8 @@ def prompt_messages(prompt: Any, system_prompt: Any) -> list[Message]:
 
 
 def chat_messages(messages: Any) -> list[Message]:
-    """`Message`s or mappings with a known `role` and a str `content`; at least one."""
+    """`Message`s or mappings with a known `role` and a `content` (a str or a list of parts; an assistant
+    turn of `tool_calls` may leave it out); at least one."""
     if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
         raise InvalidRequest(
             f"messages: must be a list of messages ({{'role': ..., 'content': ...}}), got {type(messages).__name__}"
@@ -63,9 +64,13 @@ def chat_messages(messages: Any) -> list[Message]:
             out.append(m)
             continue
         try:
-            out.append(Message.model_validate(m))
+            message = Message.model_validate(m)
         except ValidationError as exc:
             raise InvalidRequest(f"messages[{i}]: {_first_problem(exc)}") from None
+        # `content` defaults to "" only so that an assistant turn of tool calls needs none
+        if isinstance(m, Mapping) and "content" not in m and not message.tool_calls:
+            raise InvalidRequest(f"messages[{i}]: content: Field required")
+        out.append(message)
     if not out:
         raise InvalidRequest("messages: must hold at least one message")
     return out

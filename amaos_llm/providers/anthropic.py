@@ -129,6 +129,9 @@ class AnthropicProvider(Provider):
                         elif kind == "message_start":
                             usage.update(event.message.usage)
                             model = event.message.model
+                            # billed from here on even if the stream breaks: the caller counts it then
+                            yield ProviderChunk(usage=StreamUsage(usage.input_tokens, usage.output,
+                                                                  usage.cache_read, usage.cache_write))
                         elif kind == "message_delta":
                             usage.update(event.usage)
                             stop_reason = event.delta.stop_reason

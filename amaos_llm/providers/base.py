@@ -68,8 +68,11 @@ class StreamUsage:
 class ProviderChunk:
     """One piece of a streamed reply; the fields that piece does not carry are empty.
 
-    `text`: a non-empty delta. `tool_call`: one whole call (fragments are joined by the provider).
-    `usage`: the counts so far, each a replacement of the last (wires report usage cumulatively).
+    `text`: a delta (empty on a chunk that carries only usage or a call). `tool_call`: one whole call
+    (fragments are joined by the provider). `usage`: the counts the wire has reported so far, each a
+    replacement of the last (wires report usage cumulatively); it may ride on a text chunk or come
+    alone, and arrives as early as the wire says it (Anthropic's `message_start`, Gemini's chunks), so
+    that a stream broken later still counts what was billed.
     `finish_reason`: on the last chunk only, which a provider yields only after the wire's end marker:
     a stream that ends without one raises `ProviderConnectionError` instead."""
 

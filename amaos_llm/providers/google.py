@@ -123,17 +123,25 @@ class GoogleProvider(Provider):
                 )
             try:
                 usage, finish, model, calls = None, None, None, 0
+                reported: StreamUsage | None = None
                 with MID_STREAM, self._errors():
                     async for response in stream:
+                        # Each chunk's usageMetadata is cumulative; a text chunk carries it when it
+                        # changed, so that a stream that breaks later still counts what was billed.
+                        counts = None
                         if response.usage_metadata is not None:
                             usage = response.usage_metadata
+                            counts = StreamUsage(*usage_counts(usage))
+                            if counts == reported:
+                                counts = None
                         candidate = response.candidates[0] if response.candidates else None
+                        parts = (candidate.content.parts if candidate and candidate.content else None) or []
+                        text, found = read_parts(parts)
+                        if text or counts is not None:
+                            reported = counts or reported
+                            yield ProviderChunk(text=text, usage=counts)
                         if candidate is None:
                             continue
-                        parts = (candidate.content.parts if candidate.content else None) or []
-                        text, found = read_parts(parts)
-                        if text:
-                            yield ProviderChunk(text=text)
                         for call in found:
                             calls += 1
                             yield ProviderChunk(tool_call=call)

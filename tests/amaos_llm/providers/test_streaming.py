@@ -35,7 +35,25 @@ async def collect(stream: AsyncIterator[ProviderChunk]) -> list[ProviderChunk]:
 
 async def text_before_failure(provider: Provider, request: ProviderRequest, seen: list[str]) -> None:
     async for chunk in provider.stream(request):
-        seen.append(chunk.text)
+        if chunk.text:
+            seen.append(chunk.text)
+
+
+def text(piece: str, usage: StreamUsage | None = None) -> ProviderChunk:
+    return ProviderChunk(text=piece, usage=usage)
+
+
+END = ProviderChunk(usage=StreamUsage(5, 4), finish_reason="stop", model=MODEL)
+# Usage arrives where each wire reports it: OpenAI and Ollama only at the end; Anthropic's
+# message_start first (1 output token so far); Gemini's usageMetadata with every chunk that changes it.
+EXACT = {
+    "openai": [text("echo: "), text("hello "), text("there "), text("world"), END],
+    "ollama": [text("echo: "), text("hello "), text("there "), text("world"), END],
+    "anthropic": [ProviderChunk(usage=StreamUsage(5, 1)), text("echo: "), text("hello "), text("there "),
+                  text("world"), END],
+    "google": [text("echo: ", StreamUsage(5, 0)), text("hello "), text("there "), text("world", StreamUsage(5, 4)),
+               END],
+}
 
 
 @every_wire
@@ -43,9 +61,25 @@ async def test_a_stream_is_its_text_deltas_then_one_chunk_with_usage_and_finish(
     wire: Wire, provider: Provider
 ) -> None:
     chunks = await collect(provider.stream(ask("hello there world", system="be brief")))
-    assert chunks == [ProviderChunk(text="echo: "), ProviderChunk(text="hello "), ProviderChunk(text="there "),
-                      ProviderChunk(text="world"),
-                      ProviderChunk(usage=StreamUsage(5, 4), finish_reason="stop", model=MODEL)]
+    assert chunks == EXACT[wire.name]
+
+
+# What a stream broken after its first delta had reported: what the caller counts for that attempt.
+REPORTED_BEFORE_A_BREAK = {"openai": None, "ollama": None, "anthropic": StreamUsage(10, 1, 3, 2),
+                           "google": StreamUsage(10, 0, 3)}
+
+
+@every_wire
+async def test_usage_reported_before_a_break_is_in_the_chunks_already_yielded(
+    wire: Wire, provider: Provider, fake: FakeServer
+) -> None:
+    fake.stream_fault, fake.cache = "cut", (3, 2)
+    seen: list[ProviderChunk] = []
+    with pytest.raises(ProviderConnectionError):
+        async for chunk in provider.stream(ask("a b c d e f g h i j")):
+            seen.append(chunk)
+    usages = [c.usage for c in seen if c.usage is not None]
+    assert (usages[-1] if usages else None) == REPORTED_BEFORE_A_BREAK[wire.name]
 
 
 @every_wire
@@ -117,6 +151,8 @@ async def test_abandoning_a_stream_closes_its_connection_at_once(
     fake.stall_after = 10.0
     stream = provider.stream(ask("hello there world"))
     first = await stream.__anext__()  # type: ignore[attr-defined]
+    while not first.text:  # Anthropic's usage comes first
+        first = await stream.__anext__()  # type: ignore[attr-defined]
     await stream.aclose()  # type: ignore[attr-defined]
     assert first.text == "echo: "
     assert await anyio.to_thread.run_sync(fake.disconnected.wait, 3.0)

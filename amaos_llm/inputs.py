@@ -77,7 +77,13 @@ def chat_messages(messages: Any) -> list[Message]:
 
 
 def _first_problem(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # `content` is a str or a list of parts: for a list, the str branch's complaint says nothing
+    parts = [e for e in errors if len(e["loc"]) > 2 and e["loc"][0] == "content"]
+    err = parts[0] if parts else errors[0]
+    if parts:  # name the part by its index, not by pydantic's description of the union
+        err = {**err, "loc": ("content", *[p for p in err["loc"][2:] if p not in ("text", "image")])}
+        err["msg"] = err["msg"].removeprefix("Value error, ")
     field = ".".join(str(p) for p in err["loc"])
     if field == "role":
         return f"role: must be one of {', '.join(ROLES)}, got {err.get('input')!r}"

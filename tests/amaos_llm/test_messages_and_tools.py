@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from amaos_llm.content import ImagePart, TextPart
 from amaos_llm.errors import InvalidRequest
+from amaos_llm.inputs import chat_messages
 from amaos_llm.structured import parse_output, response_schema
 from amaos_llm.tools import Tool, as_tools, check_tool_choice
 from amaos_llm.types import Message, ToolCall
@@ -169,3 +170,22 @@ def test_a_schema_dict_must_be_an_object_and_parses_to_a_dict() -> None:
         parse_output("[1]", schema)
     with pytest.raises(InvalidRequest, match="must describe an object"):
         response_schema({"type": "string"})
+
+
+# --- messages as a call receives them ------------------------------------------------------------
+@pytest.mark.parametrize(("content", "problem"), [
+    ([{"type": "image", "data": "!!"}], "messages[0]: content.0: data: not valid base64"),
+    ([{"type": "text", "text": "a"}, {"type": "audio"}],
+     "messages[0]: content.1: Input tag 'audio' found using 'type' does not match any of the expected tags"),
+    ([{"type": "image", "data": b"xx"}], "messages[0]: content.0: media_type: not given and not recognised"),
+])
+def test_a_bad_part_is_an_invalid_request_naming_the_message_and_part(content: object, problem: str) -> None:
+    with pytest.raises(InvalidRequest, match=re.escape(problem)):
+        chat_messages([{"role": "user", "content": content}])
+
+
+def test_an_assistant_turn_of_tool_calls_needs_no_content_but_others_do() -> None:
+    [turn] = chat_messages([{"role": "assistant", "tool_calls": [{"id": "c", "name": "f", "arguments": {}}]}])
+    assert (turn.content, turn.tool_calls) == ("", [ToolCall(id="c", name="f")])
+    with pytest.raises(InvalidRequest, match=re.escape("messages[0]: content: Field required")):
+        chat_messages([{"role": "user"}])

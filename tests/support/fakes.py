@@ -126,6 +126,7 @@ class OllamaFake(FakeServer):
 
 class OpenAIFake(FakeServer):
     url_path = "/v1"
+    stream_usage = True  # False: like compatible servers that ignore `include_usage`
     error_types = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
                    404: "invalid_request_error", 429: "rate_limit_error"}
 
@@ -164,7 +165,7 @@ class OpenAIFake(FakeServer):
             deltas += [chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]})
                        for p in _pieces(json.dumps(c["arguments"]))]
         tail = [chunk({}, finish)]
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if self.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
             tail.append(sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
         tail.append(sse("[DONE]"))
         head = [chunk({"role": "assistant", "content": ""})]

@@ -1,6 +1,5 @@
 """The OpenAI chat-completions shapes, shared by `openai`, `openai_compatible` and `embedded`
-(llama.cpp speaks the same JSON): messages, tools, tool_choice and response_format as sent, and
-tool calls as they come back, whole or in streamed fragments."""
+(llama.cpp speaks the same JSON): messages, tools, tool_choice and response_format as sent."""
 
 from __future__ import annotations
 
@@ -10,12 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from amaos_llm.content import ImagePart, TextPart
 from amaos_llm.history import for_wire
-from amaos_llm.types import ToolCall
 
 if TYPE_CHECKING:
     from amaos_llm.providers.base import ProviderRequest
     from amaos_llm.tools import Tool
-    from amaos_llm.types import Message
+    from amaos_llm.types import Message, ToolCall
 
 ERROR_PREFIX = "Error: "  # the wire has no error flag on a tool result: the text says it
 
@@ -73,47 +71,3 @@ def json_schema_format(schema: dict[str, Any]) -> dict[str, Any]:
     title = schema.get("title")
     name = title if isinstance(title, str) and title.isidentifier() else "response"
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
-
-
-def tool_call(call_id: str | None, name: str, arguments: str | None) -> ToolCall:
-    """A whole call from the wire's JSON-text arguments; text that is not a JSON object is kept in
-    `invalid_arguments` for the caller to turn down."""
-    fields: dict[str, Any] = {"name": name}
-    if call_id:
-        fields["id"] = call_id
-    try:
-        parsed = json.loads(arguments) if arguments else {}
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        fields["arguments"] = parsed
-    else:
-        fields["invalid_arguments"] = arguments or ""
-    return ToolCall(**fields)
-
-
-class ToolCallJoiner:
-    """Streamed `delta.tool_calls[index]` fragments, joined: the first fragment of a call carries its
-    id and name, every fragment a piece of the arguments text."""
-
-    __slots__ = ("_calls",)
-
-    def __init__(self) -> None:
-        self._calls: dict[int, list[Any]] = {}  # index -> [id, name, argument pieces]
-
-    def add(self, index: int, call_id: str | None, name: str | None, arguments: str | None) -> None:
-        entry = self._calls.get(index)
-        if entry is None:
-            entry = self._calls[index] = [None, "", []]
-        if call_id:
-            entry[0] = call_id
-        if name:
-            entry[1] += name
-        if arguments:
-            entry[2].append(arguments)
-
-    def __bool__(self) -> bool:
-        return bool(self._calls)
-
-    def calls(self) -> list[ToolCall]:
-        return [tool_call(i, name, "".join(args)) for _, (i, name, args) in sorted(self._calls.items())]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from amaos_llm.errors import ProviderError
 from amaos_llm.providers._anthropic_wire import RESPONSE_TOOL, UsageCounts, request_params, response_json
 from amaos_llm.providers._http_errors import SdkErrors
-from amaos_llm.providers._openai_wire import tool_call
+from amaos_llm.providers._tool_calls import tool_call
 from amaos_llm.providers._transport import stainless_http_client
 from amaos_llm.providers.base import (
     MID_STREAM,

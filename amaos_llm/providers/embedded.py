@@ -29,7 +29,8 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from amaos_llm.errors import BadRequestError, ContextWindowExceeded, ModelLoadError, ProviderError, ServerError
-from amaos_llm.providers._openai_wire import ToolCallJoiner, tool_params, wire_messages
+from amaos_llm.providers._openai_wire import tool_params, wire_messages
+from amaos_llm.providers._tool_calls import ToolCallJoiner
 from amaos_llm.providers.base import (
     Provider,
     ProviderChunk,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from amaos_llm.errors import ProviderError
 from amaos_llm.providers._http_errors import SdkErrors
-from amaos_llm.providers._openai_wire import ToolCallJoiner, tool_call, tool_params, wire_messages
+from amaos_llm.providers._openai_wire import tool_params, wire_messages
+from amaos_llm.providers._tool_calls import ToolCallJoiner, tool_call
 from amaos_llm.providers._transport import stainless_http_client
 from amaos_llm.providers.base import (
     MID_STREAM,

@@ -302,6 +302,7 @@ class GoogleFake(FakeServer):
                    429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
     _path = re.compile(r"^/(v1\w*)/models/([^:/]+)(?::(\w+))?$")
     SIGNATURE = "c2lnbmF0dXJl"  # base64 of "signature": the thought signature on a call's part
+    thought: str | None = None  # a thought summary part (`thought: true`) sent before the answer
 
     def route(self, req: Recorded) -> Reply:
         match = self._path.match(req.path)
@@ -336,9 +337,12 @@ class GoogleFake(FakeServer):
 
         calls = [{"functionCall": {"name": c["name"], "args": c["arguments"]},
                   **({"thoughtSignature": self.SIGNATURE} if i == 0 else {})} for i, c in enumerate(a.calls)]
+        thought = [{"text": self.thought, "thought": True}] if self.thought else []
         if method == "generateContent":
-            return Reply(body=response(calls or [{"text": a.text}], True))
+            return Reply(body=response(calls or [*thought, {"text": a.text}], True))
         parts = [[c] for c in calls] or [[{"text": p}] for p in (a.pieces or [""])]
+        if thought:
+            parts = [thought, *parts]
         deltas = [sse(response(p, False), sep="\r\n") for p in parts[:-1]]
         tail = [sse(response(parts[-1], True), sep="\r\n")]
         if not deltas:  # a one-piece reply: the fault still comes after the first delta

@@ -9,6 +9,7 @@ reads `ANTHROPIC_BASE_URL` itself.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -72,7 +73,7 @@ class AnthropicProvider(Provider):
                 if block.name == RESPONSE_TOOL and request.response_format is not None:
                     texts.append(response_json(block.input))
                 else:
-                    calls.append(ToolCall(id=block.id, name=block.name, arguments=_arguments(block.input)))
+                    calls.append(_tool_use(block))
         usage = UsageCounts()
         usage.update(message.usage)
         stop_reason = message.stop_reason
@@ -165,5 +166,7 @@ class AnthropicProvider(Provider):
         return self._sdk_errors
 
 
-def _arguments(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+def _tool_use(block: Any) -> ToolCall:
+    if isinstance(block.input, dict):
+        return ToolCall(id=block.id, name=block.name, arguments=block.input)
+    return ToolCall(id=block.id, name=block.name, invalid_arguments=json.dumps(block.input))

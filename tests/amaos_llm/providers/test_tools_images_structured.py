@@ -284,3 +284,15 @@ async def test_anthropic_structured_output_is_the_forced_tool_input_as_text(anth
     assert (reply.content, list(reply.tool_calls), reply.finish_reason) == ('{"city": "Oslo"}', [], "stop")
     calls = [c.tool_call for c in chunks if c.tool_call]
     assert ("".join(c.text for c in chunks), calls, chunks[-1].finish_reason) == ('{"city": "Oslo"}', [], "stop")
+
+
+@pytest.mark.parametrize("wire", [OPENAI, ANTHROPIC], ids=str)
+async def test_arguments_that_are_not_a_json_object_are_kept_for_the_caller_to_turn_down(
+    wire: Wire, provider: Provider, fake: FakeServer
+) -> None:
+    fake.tool_calls = [{"name": "add", "arguments": "one and two"}]
+    whole = (await provider.complete(request(asked(), tools=TOOLS))).tool_calls
+    streamed = [c.tool_call for c in await collect(provider, request(asked(), tools=TOOLS)) if c.tool_call]
+    for calls in (whole, streamed):
+        assert [(c.name, c.arguments, c.invalid_arguments) for c in calls] == [  # type: ignore[union-attr]
+            ("add", {}, '"one and two"')]

@@ -103,8 +103,12 @@ class Provider(ABC):
         """One request, one reply with real usage; raise `ProviderError` subclasses on failure."""
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderChunk]:
-        """The reply as it is generated. This default, for providers that cannot stream, is the whole
-        reply from `complete()` as one text chunk, one chunk per tool call, then the usage and finish."""
+        """The reply as it is generated, ending with one chunk that has `finish_reason` (and the usage).
+        The consumer must `aclose()` a stream it leaves unfinished: that is what closes the HTTP
+        response (or stops a local generation) at once and frees the pool slot.
+
+        This default, for providers that cannot stream, is the whole reply from `complete()` as one
+        text chunk, one chunk per tool call, then the usage and finish."""
         reply = await self.complete(request)
         if reply.content:
             yield ProviderChunk(text=reply.content)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from amaos_llm.errors import ProviderConnectionError, ServerError
+from amaos_llm.errors import ProviderConnectionError, RateLimitError, ServerError
 from amaos_llm.providers.base import Provider, ProviderChunk, ProviderRequest, StreamUsage
 from tests.amaos_llm.providers.wires import MODEL, TRANSPORTS, WIRES, Wire, ask, without_aiohttp
 from tests.support.fakes import FakeServer
@@ -164,3 +164,22 @@ async def test_cancelling_the_consumer_closes_the_connection(wire: Wire, provide
     with anyio.move_on_after(0.5):
         await collect(provider.stream(ask("hello there world")))
     assert await anyio.to_thread.run_sync(fake.disconnected.wait, 3.0)
+
+
+@every_wire
+async def test_an_http_error_before_the_first_chunk_is_mapped_as_for_a_whole_reply(
+    wire: Wire, provider: Provider, fake: FakeServer
+) -> None:
+    fake.fail(429, retry_after="7", message="slow down")
+    with pytest.raises(RateLimitError, match=f"^{wire.name}: HTTP 429: slow down$") as caught:
+        await collect(provider.stream(ask()))
+    assert caught.value.retry_after == wire.retry_after
+
+
+@every_wire
+async def test_a_server_that_hangs_up_before_answering_a_stream_is_a_connection_error(
+    wire: Wire, provider: Provider, fake: FakeServer
+) -> None:
+    fake.reply_fault = "hang_up"
+    with pytest.raises(ProviderConnectionError, match=f"^{wire.name}: connection to .* failed: "):
+        await collect(provider.stream(ask()))

@@ -14,6 +14,8 @@ from typing import Annotated, Any, get_args
 from pydantic import Field, ValidationError
 
 from amaos_llm.errors import InvalidRequest
+from amaos_llm.structured import response_schema
+from amaos_llm.tools import Tool, as_tools, check_tool_choice
 from amaos_llm.types import Message, Role
 
 MIN_MAX_TOKENS = 1
@@ -90,3 +92,13 @@ def _first_problem(exc: ValidationError) -> str:
     if err["type"] == "model_type":
         return f"must be a mapping with 'role' and 'content', got {type(err.get('input')).__name__}"
     return f"{field}: {err['msg']}" if field else err["msg"]
+
+
+def tool_inputs(tools: Any, tool_choice: Any, response_format: Any) -> tuple[list[Tool], dict[str, Any] | None]:
+    """A call's tools (typed functions, dicts or `Tool`s; unique names), its `tool_choice` checked
+    against them, and the object JSON schema its `response_format` stands for (None without one).
+    With `chat_messages` and `history.check_history`, everything a tool call can get wrong is an
+    `InvalidRequest` before any model is asked."""
+    checked = as_tools(tools)
+    check_tool_choice(tool_choice, checked)
+    return checked, response_schema(response_format)

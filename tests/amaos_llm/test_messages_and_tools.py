@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from amaos_llm.content import ImagePart, TextPart
 from amaos_llm.errors import InvalidRequest
-from amaos_llm.inputs import chat_messages
+from amaos_llm.inputs import chat_messages, tool_inputs
 from amaos_llm.structured import parse_output, response_schema
 from amaos_llm.tools import Tool, as_tools, check_tool_choice
 from amaos_llm.types import Message, ToolCall
@@ -189,3 +189,13 @@ def test_an_assistant_turn_of_tool_calls_needs_no_content_but_others_do() -> Non
     assert (turn.content, turn.tool_calls) == ("", [ToolCall(id="c", name="f")])
     with pytest.raises(InvalidRequest, match=re.escape("messages[0]: content: Field required")):
         chat_messages([{"role": "user"}])
+
+
+def test_tool_inputs_checks_tools_choice_and_format_together() -> None:
+    tools, schema = tool_inputs([add], "add", City)
+    assert ([t.name for t in tools], schema) == (["add"], City.model_json_schema())
+    assert tool_inputs(None, "auto", None) == ([], None)
+    with pytest.raises(InvalidRequest, match=re.escape("tool_choice: 'sub' is not a tool; tools: add")):
+        tool_inputs([add], "sub", None)
+    with pytest.raises(InvalidRequest, match="^response_format: must be a pydantic model class or a JSON schema"):
+        tool_inputs([add], "auto", 42)

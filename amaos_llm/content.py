@@ -42,7 +42,8 @@ class TextPart(BaseModel):
 class ImagePart(BaseModel):
     """`{"type": "image", "data": bytes | base64 str, "media_type"?}` or `{"type": "image", "url"}`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # JSON carries the bytes as base64, which `data` reads back: a dumped message validates again
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64")
 
     type: Literal["image"] = "image"
     data: bytes | None = None  # the decoded image

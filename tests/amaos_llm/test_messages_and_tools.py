@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
 from typing import Annotated
 
@@ -199,3 +201,22 @@ def test_tool_inputs_checks_tools_choice_and_format_together() -> None:
         tool_inputs([add], "sub", None)
     with pytest.raises(InvalidRequest, match="^response_format: must be a pydantic model class or a JSON schema"):
         tool_inputs([add], "auto", 42)
+
+
+def test_a_message_with_an_image_and_tool_calls_survives_a_json_round_trip() -> None:
+    m = Message(role="user", content=[{"type": "text", "text": "see"}, {"type": "image", "data": PNG}])
+    calls = Message(role="assistant", tool_calls=[ToolCall(id="c", name="f", arguments={"x": [1]})])
+    for message in (m, calls):
+        assert Message.model_validate_json(message.model_dump_json()) == message
+    assert m.model_dump(mode="json")["content"][1]["data"] == base64.b64encode(PNG).decode()
+
+
+def test_the_cache_key_of_a_plain_chat_is_unchanged_and_parts_have_their_own() -> None:
+    from amaos_llm.cache import cache_key
+
+    plain = [Message(role="user", content="hi")]
+    before_parts = json.dumps([[["user", "hi"]], 0.0, 8, None, 1], ensure_ascii=False, separators=(",", ":"))
+    assert cache_key(plain, 0.0, 8, None, 1) == hashlib.sha256(before_parts.encode()).hexdigest()
+    image = [Message(role="user", content=[{"type": "text", "text": "hi"}, {"type": "image", "data": PNG}])]
+    other = [Message(role="user", content=[{"type": "text", "text": "hi"}, {"type": "image", "data": JPEG}])]
+    assert len({cache_key(x, 0.0, 8, None, 1) for x in (plain, image, other)}) == 3

@@ -29,6 +29,8 @@ and model the rest of a real API::
                                       #   the wire's fragments) until a tool result comes back
     fake.cache = (3, 2)               # 3 prompt tokens read from the cache, 2 written, in the wire's fields
     fake.strict = True                # 400 like the real API on a tool history it refuses
+    openai_fake.stream_usage = False  # no usage chunk, like compatible servers ignoring include_usage
+    google_fake.thought = "..."       # a thought part before the answer
 
 Start with ``with OpenAIFake() as fake:`` (or the fixtures in ``tests.support.fixtures``);
 ``fake.url`` is the base URL in the form the SDK wants.

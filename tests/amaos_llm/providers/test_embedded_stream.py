@@ -11,9 +11,11 @@ import anyio
 import pytest
 
 from amaos_llm.config import ModelSpec
+from amaos_llm.errors import ContextWindowExceeded
 from amaos_llm.providers import embedded
 from amaos_llm.providers.base import ProviderChunk, ProviderRequest
 from amaos_llm.providers.embedded import EmbeddedProvider
+from amaos_llm.tools import as_tools
 from amaos_llm.types import Message
 
 pytestmark = pytest.mark.anyio
@@ -71,3 +73,22 @@ async def test_breaking_out_of_a_stream_stops_the_generation(
     at_close = len(seen)
     await anyio.sleep(0.5)
     assert len(seen) == at_close < 10  # stopped within a token or two, not 400
+
+
+async def test_a_prompt_over_the_context_fails_the_stream_as_a_context_window_error(smol: EmbeddedProvider) -> None:
+    with pytest.raises(ContextWindowExceeded, match="^embedded: "):
+        _ = [c async for c in smol.stream(ask("word " * 1500))]
+
+
+async def test_tools_are_accepted_by_llama_cpp(smol: EmbeddedProvider) -> None:
+    """llama.cpp takes them through the model's jinja chat template; SmolLM2's template has no tool
+    section (the prompt is the same size with tools), so whether a model calls tools is its template's
+    business: here the request is accepted and the stream ends normally."""
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    chunks = [c async for c in smol.stream(ask("What is 2 plus 3?", max_tokens=8, tools=as_tools([add])))]
+    assert chunks[-1].finish_reason in ("stop", "length", "tool_calls")
+    assert chunks[-1].usage is not None and chunks[-1].usage.output_tokens > 0

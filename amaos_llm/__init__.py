@@ -24,6 +24,7 @@ Exceptions (all `LLMError`)::
 """
 
 from amaos_llm.config import Defaults, LLMConfig, ModelSpec, RoutingConfig
+from amaos_llm.content import ImagePart, TextPart
 from amaos_llm.errors import (
     AllModelsFailed,
     AuthenticationError,
@@ -45,7 +46,8 @@ from amaos_llm.errors import (
 from amaos_llm.manager import LLMManager
 from amaos_llm.shared_manager import get_llm_manager, set_llm_manager
 from amaos_llm.streaming import Chunk, ChunkStream, StreamCallbacks
-from amaos_llm.types import Attempt, LLMResult, Message, Usage
+from amaos_llm.tools import Tool
+from amaos_llm.types import Attempt, LLMResult, Message, ToolCall, Usage
 
 __all__ = [
     "AllModelsFailed",
@@ -58,6 +60,7 @@ __all__ = [
     "ContextWindowExceeded",
     "DeadlineExceeded",
     "Defaults",
+    "ImagePart",
     "InvalidRequest",
     "LLMConfig",
     "LLMError",
@@ -75,6 +78,9 @@ __all__ = [
     "ServerError",
     "StreamCallbacks",
     "StreamInterrupted",
+    "TextPart",
+    "Tool",
+    "ToolCall",
     "Usage",
     "get_llm_manager",
     "set_llm_manager",

@@ -27,10 +27,17 @@ def cache_key(
     version: int,
 ) -> str:
     canonical = json.dumps(
-        [[[m.role, m.content] for m in messages], temperature, max_tokens, force_model, version],
+        [[_canonical(m) for m in messages], temperature, max_tokens, force_model, version],
         ensure_ascii=False, separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical(m: Message) -> object:
+    # A plain text message keys as it always has; parts and tool fields as the message's JSON.
+    if type(m.content) is str and not (m.tool_calls or m.tool_call_id or m.name or m.is_error):
+        return [m.role, m.content]
+    return m.model_dump(mode="json", exclude_defaults=True)
 
 
 class ResultCache:

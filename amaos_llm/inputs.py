@@ -14,6 +14,8 @@ from typing import Annotated, Any, get_args
 from pydantic import Field, ValidationError
 
 from amaos_llm.errors import InvalidRequest
+from amaos_llm.structured import response_schema
+from amaos_llm.tools import Tool, as_tools, check_tool_choice
 from amaos_llm.types import Message, Role
 
 MIN_MAX_TOKENS = 1
@@ -52,7 +54,8 @@ def prompt_messages(prompt: Any, system_prompt: Any) -> list[Message]:
 
 
 def chat_messages(messages: Any) -> list[Message]:
-    """`Message`s or mappings with a known `role` and a str `content`; at least one."""
+    """`Message`s or mappings with a known `role` and a `content` (a str or a list of parts; an assistant
+    turn of `tool_calls` may leave it out); at least one."""
     if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
         raise InvalidRequest(
             f"messages: must be a list of messages ({{'role': ..., 'content': ...}}), got {type(messages).__name__}"
@@ -63,16 +66,26 @@ def chat_messages(messages: Any) -> list[Message]:
             out.append(m)
             continue
         try:
-            out.append(Message.model_validate(m))
+            message = Message.model_validate(m)
         except ValidationError as exc:
             raise InvalidRequest(f"messages[{i}]: {_first_problem(exc)}") from None
+        # `content` defaults to "" only so that an assistant turn of tool calls needs none
+        if isinstance(m, Mapping) and "content" not in m and not message.tool_calls:
+            raise InvalidRequest(f"messages[{i}]: content: Field required")
+        out.append(message)
     if not out:
         raise InvalidRequest("messages: must hold at least one message")
     return out
 
 
 def _first_problem(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # `content` is a str or a list of parts: for a list, the str branch's complaint says nothing
+    parts = [e for e in errors if len(e["loc"]) > 2 and e["loc"][0] == "content"]
+    err = parts[0] if parts else errors[0]
+    if parts:  # name the part by its index, not by pydantic's description of the union
+        err = {**err, "loc": ("content", *[p for p in err["loc"][2:] if p not in ("text", "image")])}
+        err["msg"] = err["msg"].removeprefix("Value error, ")
     field = ".".join(str(p) for p in err["loc"])
     if field == "role":
         return f"role: must be one of {', '.join(ROLES)}, got {err.get('input')!r}"
@@ -85,3 +98,13 @@ def system_and_messages(messages: Any, system_prompt: str | None) -> list[Messag
     """`chat_messages(messages)`, after a system message when `system_prompt` is given."""
     out = chat_messages(messages)
     return out if system_prompt is None else [Message(role="system", content=system_prompt), *out]
+
+
+def tool_inputs(tools: Any, tool_choice: Any, response_format: Any) -> tuple[list[Tool], dict[str, Any] | None]:
+    """A call's tools (typed functions, dicts or `Tool`s; unique names), its `tool_choice` checked
+    against them, and the object JSON schema its `response_format` stands for (None without one).
+    With `chat_messages` and `history.check_history`, everything a tool call can get wrong is an
+    `InvalidRequest` before any model is asked."""
+    checked = as_tools(tools)
+    check_tool_choice(tool_choice, checked)
+    return checked, response_schema(response_format)

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from amaos_llm.errors import InvalidRequest, ProviderConnectionError, ProviderError, StreamInterrupted
-from amaos_llm.providers.base import Provider, ProviderChunk, ProviderReply, ProviderRequest
+from amaos_llm.providers.base import Provider, ProviderChunk, ProviderReply, ProviderRequest, StreamUsage
 from amaos_llm.sending import within
 from amaos_llm.types import LLMResult, Message, Usage
 
@@ -34,6 +34,7 @@ log = logging.getLogger("amaos_llm")
 ChunkType = Literal["text", "tool_call", "reset", "final"]
 MidStream = Literal["fail", "restart", "continue"]
 MID_STREAM_MODES = ("fail", "restart", "continue")
+_NO_USAGE = StreamUsage(0, 0)
 CONTINUE_INSTRUCTION = (
     "Your previous answer was cut off. Continue it exactly where it stopped, without repeating "
     "anything already written and without any preamble."
@@ -260,8 +261,9 @@ class StreamCall:
         what usage the wire had reported as `error.usage`."""
         pieces: list[str] = []
         calls: list[Any] = []
-        usage: Usage | None = None
+        usage: Any = None  # the wire's latest report (StreamUsage)
         finish: str | None = None
+        model: str | None = None
         source = provider.stream(request)
         waiting = first
         try:
@@ -276,7 +278,7 @@ class StreamCall:
                 if chunk.usage is not None:
                     usage = chunk.usage
                 if chunk.finish_reason is not None:
-                    finish = chunk.finish_reason
+                    finish, model = chunk.finish_reason, chunk.model
                 if chunk.text:
                     waiting = gap
                     pieces.append(chunk.text)
@@ -296,8 +298,9 @@ class StreamCall:
                                             connected=True)
             error.usage = usage  # type: ignore[attr-defined]
             raise error
-        u = usage or Usage()
-        return ProviderReply("".join(pieces), u.input_tokens, u.output_tokens, finish, None)
+        u = usage or _NO_USAGE
+        return ProviderReply("".join(pieces), u.input_tokens, u.output_tokens, finish, model, tuple(calls),
+                             u.cache_read_tokens, u.cache_write_tokens)
 
 
 def check_mid_stream(value: str | None, default: MidStream) -> MidStream:

@@ -6,10 +6,13 @@ Pydantic models, because users build them, serialise them and read them. Costs a
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
+
+from amaos_llm.content import ImagePart, Part, TextPart
 
 Role = Literal["system", "user", "assistant", "tool"]
 # cancelled: the attempt was sent, then cut off by the caller (a cancel scope, Ctrl-C)
@@ -20,13 +23,57 @@ Outcome = Literal["success", "error", "timeout", "cancelled", "rejected", "skipp
 Cost = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 
 
+def new_call_id() -> str:
+    """An id for a tool call whose wire gave none (Gemini, Ollama): `call_` + 24 random hex digits."""
+    return "call_" + secrets.token_hex(12)
+
+
+class ToolCall(BaseModel):
+    """One call of a tool, as the model asked for it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=new_call_id)
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    # What the wire needs back verbatim on the next turn (Gemini's `thought_signature`), keyed by
+    # provider name; replayed to that provider only.
+    provider_data: dict[str, Any] | None = None
+    # The arguments text as the model sent it when it was not a JSON object (`arguments` is then {}):
+    # such a call is turned down and the model asked again, not run.
+    invalid_arguments: str | None = None
+
+
 class Message(BaseModel):
-    """One chat message."""
+    """One chat message.
+
+    `content` is a str, or a list of `TextPart`/`ImagePart` (images in a user turn). An assistant turn
+    that calls tools carries `tool_calls`; each result follows as `role="tool"` with the call's
+    `tool_call_id` (and optionally the tool's `name`), `is_error` when the tool failed. No validators
+    here: a plain text message is built on every call, and `amaos_llm.history` checks whole chats.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     role: Role
-    content: str
+    content: str | list[Part] = ""
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    is_error: bool = False
+
+    @property
+    def text(self) -> str:
+        """The text of `content`: the string itself, or the text parts joined."""
+        content = self.content
+        if type(content) is str:
+            return content
+        return "".join(p.text for p in content if isinstance(p, TextPart))
+
+    @property
+    def images(self) -> list[ImagePart]:
+        content = self.content
+        return [] if type(content) is str else [p for p in content if isinstance(p, ImagePart)]
 
 
 class Usage(BaseModel):

@@ -1,6 +1,6 @@
 """Provider contract and registry. One module per provider; SDKs are imported on first use."""
 
-from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
+from amaos_llm.providers.base import Provider, ProviderChunk, ProviderReply, ProviderRequest, StreamUsage
 from amaos_llm.providers.registry import (
     ProviderInfo,
     known_providers,
@@ -10,9 +10,11 @@ from amaos_llm.providers.registry import (
 
 __all__ = [
     "Provider",
+    "ProviderChunk",
     "ProviderInfo",
     "ProviderReply",
     "ProviderRequest",
+    "StreamUsage",
     "known_providers",
     "provider_class",
     "provider_info",

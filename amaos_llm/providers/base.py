@@ -9,18 +9,21 @@ at this boundary, and does nothing else: no retries, no fallback, no pricing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from amaos_llm.errors import AuthenticationError
+from amaos_llm.errors import AuthenticationError, ProviderConnectionError
 from amaos_llm.providers._transport import pool_limits, pool_size
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from amaos_llm.config import ModelSpec
-    from amaos_llm.types import Message, Usage
+    from amaos_llm.tools import Tool
+    from amaos_llm.types import Message, ToolCall
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,26 +34,53 @@ class ProviderRequest:
     max_tokens: int
     seed: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderChunk:
-    """One piece of a streamed reply: a text delta, a whole tool call, and/or the usage so far
-    (the latest report wins) and the finish reason, which only the end marker carries."""
-
-    text: str = ""
-    tool_call: Any = None
-    usage: Usage | None = None
-    finish_reason: str | None = None
+    tools: Sequence[Tool] = ()
+    tool_choice: str = "auto"  # "auto" | "required" | "none" | a tool's name
+    response_format: dict[str, Any] | None = None  # an object JSON schema the reply must follow
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderReply:
+    """One whole reply. `input_tokens` includes `cache_read_tokens` and `cache_write_tokens` (all of
+    them are billed as input, at their own prices); `finish_reason` is normalised (`FinishReason`)."""
+
     content: str
     input_tokens: int
     output_tokens: int
     finish_reason: str | None = None
     model: str | None = None  # the model id the server says answered
+    tool_calls: Sequence[ToolCall] = ()
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUsage:
+    """Token counts a stream reported, as `ProviderReply` counts them (input includes the cache)."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderChunk:
+    """One piece of a streamed reply; the fields that piece does not carry are empty.
+
+    `text`: a delta (empty on a chunk that carries only usage or a call). `tool_call`: one whole call
+    (fragments are joined by the provider). `usage`: the counts the wire has reported so far, each a
+    replacement of the last (wires report usage cumulatively); it may ride on a text chunk or come
+    alone, and arrives as early as the wire says it (Anthropic's `message_start`, Gemini's chunks), so
+    that a stream broken later still counts what was billed.
+    `finish_reason`: on the last chunk only, which a provider yields only after the wire's end marker:
+    a stream that ends without one raises `ProviderConnectionError` instead."""
+
+    text: str = ""
+    tool_call: ToolCall | None = None
+    usage: StreamUsage | None = None
+    finish_reason: FinishReason | None = None
+    model: str | None = None  # the model id the server says answers, on the last chunk
 
 
 class Provider(ABC):
@@ -73,16 +103,20 @@ class Provider(ABC):
         """One request, one reply with real usage; raise `ProviderError` subclasses on failure."""
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderChunk]:
-        """The reply in pieces, ending with a chunk that carries the finish reason (the wire's end
-        marker); a stream that stops without one raises `ProviderConnectionError`. Default: the
-        whole reply from `complete()` as one text chunk, then the end."""
+        """The reply as it is generated, ending with one chunk that has `finish_reason` (and the usage).
+        The consumer must `aclose()` a stream it leaves unfinished: that is what closes the HTTP
+        response (or stops a local generation) at once and frees the pool slot.
+
+        This default, for providers that cannot stream, is the whole reply from `complete()` as one
+        text chunk, one chunk per tool call, then the usage and finish."""
         reply = await self.complete(request)
         if reply.content:
             yield ProviderChunk(text=reply.content)
-        from amaos_llm.types import Usage
-
-        yield ProviderChunk(usage=Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens),
-                            finish_reason=reply.finish_reason or "stop")
+        for call in reply.tool_calls:
+            yield ProviderChunk(tool_call=call)
+        usage = StreamUsage(reply.input_tokens, reply.output_tokens, reply.cache_read_tokens, reply.cache_write_tokens)
+        yield ProviderChunk(usage=usage, finish_reason=finish_reason(reply.finish_reason, bool(reply.tool_calls)),
+                            model=reply.model)
 
     async def health(self) -> bool:
         """Cheap reachability check (no generation). Default: assume reachable."""
@@ -138,3 +172,54 @@ class Provider(ABC):
             if len(secret) >= 8:  # a toy key like "k" would mangle ordinary words
                 text = text.replace(secret, "***")
         return text
+
+
+# Each wire's spelling of why a reply ended, as one of `FinishReason`.
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop", "end_turn": "stop", "stop_sequence": "stop", "STOP": "stop", "pause_turn": "stop",
+    "length": "length", "max_tokens": "length", "MAX_TOKENS": "length", "model_context_window_exceeded": "length",
+    "tool_calls": "tool_calls", "tool_use": "tool_calls", "function_call": "tool_calls",
+    "content_filter": "content_filter", "refusal": "content_filter", "SAFETY": "content_filter",
+    "RECITATION": "content_filter", "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter", "IMAGE_SAFETY": "content_filter",
+}
+
+
+def finish_reason(wire_reason: str | None, has_tool_calls: bool = False) -> FinishReason:
+    """`wire_reason` normalised; a reply that calls tools ends in `tool_calls` whatever the wire said
+    (Gemini and Ollama say STOP/stop), and an unknown or missing reason is `stop`."""
+    if has_tool_calls:
+        return "tool_calls"
+    return _FINISH.get(wire_reason or "stop", "stop")
+
+
+def stream_cut(provider: str, missing: str) -> ProviderConnectionError:
+    """A stream that closed cleanly but without its wire's end marker: never taken as a whole reply
+    (no silent truncation). The request had gone out, so a second try may pass."""
+    return ProviderConnectionError(f"{provider}: stream ended without {missing}: the reply was cut", connected=True)
+
+
+async def close_shielded(closer: Callable[[], Awaitable[Any]]) -> None:
+    """Close a streamed HTTP response even while the consumer is being cancelled: an abandoned
+    stream must free its connection at once, not when the garbage collector gets to it."""
+    import anyio
+
+    with anyio.CancelScope(shield=True):
+        await closer()
+
+
+class MidStream:
+    """Entered around reading a stream's body: a connection lost there was lost after the request
+    went out (the reply had begun), so it is marked `connected`, worth a second try."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, ProviderConnectionError) and not exc.connected:
+            exc.connected = exc.retryable = True
+
+
+MID_STREAM = MidStream()

@@ -14,18 +14,32 @@ the model is free at once for the next request.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 
 from amaos_llm.errors import BadRequestError, ContextWindowExceeded, ModelLoadError, ProviderError, ServerError
-from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
+from amaos_llm.providers._openai_wire import tool_params, wire_messages
+from amaos_llm.providers._tool_calls import ToolCallJoiner
+from amaos_llm.providers.base import (
+    Provider,
+    ProviderChunk,
+    ProviderReply,
+    ProviderRequest,
+    StreamUsage,
+    finish_reason,
+    stream_cut,
+)
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -151,20 +165,27 @@ class EmbeddedProvider(Provider):
     def model_path(self) -> Path:
         return Path(self.spec.model_path).expanduser() if self.spec.model_path else default_model_path()
 
-    async def complete(self, request: ProviderRequest) -> ProviderReply:
+    async def _prepare(self, request: ProviderRequest) -> tuple[Any, dict[str, Any]]:
         server = self._server or await anyio.to_thread.run_sync(self._ensure_loaded)
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.spec.max_concurrency or 1)
+        # llama.cpp reads the OpenAI shapes: images as data URLs (with an mmproj), tools through the
+        # model's jinja chat template, response_format as a grammar it derives from the schema.
         body: dict[str, Any] = {
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": wire_messages(request.messages),
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
+            **tool_params(request),
             **request.options,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
         if request.seed is not None:
             body["seed"] = request.seed
+        return server, body
+
+    async def complete(self, request: ProviderRequest) -> ProviderReply:
+        server, body = await self._prepare(request)
         generation = _Generation()
         # The limiter stays held until llama.cpp has really stopped, so that it counts the
         # generations running, not the callers waiting for them.
@@ -177,6 +198,36 @@ class EmbeddedProvider(Provider):
                     await generation.wait_stopped()
                 raise
         return generation.reply(request.model)
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderChunk]:
+        """Text as llama.cpp generates it: its callback, on a thread of our own, hands each piece to
+        the event loop. A consumer that stops reading stops the generation at the next token."""
+        server, body = await self._prepare(request)
+        send, receive = anyio.create_memory_object_stream[Any](math.inf)
+        generation = _Generation(_Handoff(send, anyio.lowlevel.current_token()))
+        async with self._limiter:  # type: ignore[union-attr]  (set by _prepare)
+            thread = threading.Thread(target=generation.run_to_end, args=(server, body), daemon=True,
+                                      name="amaos-embedded-stream")
+            thread.start()
+            try:
+                with send, receive:
+                    async for text in receive:
+                        if text is None:  # the generation ended
+                            break
+                        yield ProviderChunk(text=text)
+            finally:
+                generation.stop.set()  # no-op when it ended by itself
+                with anyio.CancelScope(shield=True):
+                    await generation.wait_stopped()
+        if generation.failure is not None:
+            raise generation.failure
+        reply = generation.reply(request.model)
+        if reply.finish_reason is None:
+            raise stream_cut(self.spec.provider, "its final chunk")
+        for call in reply.tool_calls:
+            yield ProviderChunk(tool_call=call)
+        usage = StreamUsage(reply.input_tokens, reply.output_tokens, reply.cache_read_tokens)
+        yield ProviderChunk(usage=usage, finish_reason=reply.finish_reason, model=reply.model)  # type: ignore[arg-type]
 
     def _ensure_loaded(self) -> Any:
         with self._load_lock:
@@ -213,18 +264,49 @@ class EmbeddedProvider(Provider):
             self._key, self._server = None, None
 
 
+class _Handoff:
+    """Passes text from llama.cpp's thread to the event loop; when nobody reads any more (the stream
+    was abandoned, the loop is gone) it says so, and the generation stops."""
+
+    __slots__ = ("_send", "_token")
+
+    def __init__(self, send: Any, token: Any) -> None:
+        self._send, self._token = send, token
+
+    def __call__(self, text: str | None) -> bool:
+        try:
+            anyio.from_thread.run_sync(self._send.send_nowait, text, token=self._token)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.RunFinishedError, RuntimeError):
+            return False
+        return True
+
+
 class _Generation:
     """One streamed generation: the text and usage gathered from llama.cpp's chunks on the worker
-    thread, and the flag that tells llama.cpp to stop."""
+    thread, and the flag that tells llama.cpp to stop. With a `handoff`, each text piece is also
+    passed on as it comes, then `None` at the end."""
 
-    __slots__ = ("stop", "done", "parts", "finish_reason", "usage", "error")
+    __slots__ = ("stop", "done", "parts", "finish_reason", "usage", "error", "calls", "handoff", "failure")
 
-    def __init__(self) -> None:
+    def __init__(self, handoff: _Handoff | None = None) -> None:
         self.stop, self.done = threading.Event(), threading.Event()
         self.parts: list[str] = []
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] = {}
         self.error: Any = None
+        self.calls = ToolCallJoiner()
+        self.handoff = handoff
+        self.failure: BaseException | None = None  # what `run` raised, for a stream's consumer
+
+    def run_to_end(self, server: Any, body: dict[str, Any]) -> None:
+        """`run` on a thread of its own: what it raises goes to the consumer, and the end is handed off."""
+        try:
+            self.run(server, body)
+        except (ProviderError, RuntimeError) as exc:  # re-raised on the event loop by the stream
+            self.failure = exc
+        finally:
+            if self.handoff is not None:
+                self.handoff(None)
 
     def run(self, server: Any, body: dict[str, Any]) -> None:
         try:
@@ -244,9 +326,15 @@ class _Generation:
             self.error = chunk["error"]
             return True
         for choice in chunk.get("choices") or ():
-            content = (choice.get("delta") or {}).get("content")
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
             if content:
                 self.parts.append(content)
+                if self.handoff is not None and not self.handoff(content):
+                    self.stop.set()
+            for frag in delta.get("tool_calls") or ():
+                fn = frag.get("function") or {}
+                self.calls.add(frag.get("index", 0), frag.get("id"), fn.get("name"), fn.get("arguments"))
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         if "usage" in chunk:
@@ -262,12 +350,16 @@ class _Generation:
         if self.error is not None:
             raise _error(self.error)
         usage = self.usage
+        calls = self.calls.calls() if self.calls else []
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
         return ProviderReply(
             content="".join(self.parts),
             input_tokens=int(usage.get("prompt_tokens", 0)),
             output_tokens=int(usage.get("completion_tokens", 0)),
-            finish_reason=self.finish_reason,
+            finish_reason=finish_reason(self.finish_reason, bool(calls)) if self.finish_reason else None,
             model=model,
+            tool_calls=calls,
+            cache_read_tokens=int(cached or 0),
         )
 
 

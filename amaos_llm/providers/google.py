@@ -8,13 +8,16 @@ include thinking tokens, which are billed as output. With no `base_url` the SDK 
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from amaos_llm.errors import BadRequestError, ProviderError
+from amaos_llm.providers._google_wire import config_fields, read_parts, usage_counts, wire_contents
 from amaos_llm.providers._http_errors import (
     body_message,
     connection_error,
@@ -25,7 +28,17 @@ from amaos_llm.providers._http_errors import (
     timeout_error,
 )
 from amaos_llm.providers._transport import choose_transport, pool_limits, pool_size
-from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
+from amaos_llm.providers.base import (
+    MID_STREAM,
+    Provider,
+    ProviderChunk,
+    ProviderReply,
+    ProviderRequest,
+    StreamUsage,
+    close_shielded,
+    finish_reason,
+    stream_cut,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -72,11 +85,7 @@ class GoogleProvider(Provider):
     async def complete(self, request: ProviderRequest) -> ProviderReply:
         client = self._client()
         config = self._config(request)
-        contents = [
-            {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
-            for m in request.messages
-            if m.role != "system"
-        ]
+        contents = wire_contents(request.messages)
         async with self.http_slots():
             with self._errors():
                 response = await client.aio.models.generate_content(
@@ -86,26 +95,77 @@ class GoogleProvider(Provider):
                 )
         candidate = response.candidates[0] if response.candidates else None
         parts = (candidate.content.parts if candidate and candidate.content else None) or []
-        usage = response.usage_metadata
+        text, calls = read_parts(parts)
         finish = candidate.finish_reason if candidate else None
+        input_tokens, output_tokens, cached = usage_counts(response.usage_metadata)
         return ProviderReply(
-            content="".join(p.text for p in parts if p.text and not p.thought),
-            input_tokens=(usage.prompt_token_count or 0) if usage else 0,
-            output_tokens=((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0,
-            finish_reason=finish.value if finish is not None else None,
+            content=text,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            finish_reason=finish_reason(finish.value if finish is not None else None, bool(calls)),
             model=response.model_version,
+            tool_calls=calls,
+            cache_read_tokens=cached,
         )
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderChunk]:
+        """Chunks as they arrive (text deltas, whole function calls); done only on a chunk with a
+        `finishReason`. Usage is the last `usageMetadata` seen (each chunk's is cumulative)."""
+        client = self._client()
+        config = self._config(request)
+        contents = wire_contents(request.messages)
+        async with self.http_slots():
+            with self._errors():
+                stream = await client.aio.models.generate_content_stream(
+                    model=request.model,
+                    contents=contents,  # type: ignore[arg-type]
+                    config=config,
+                )
+            try:
+                usage, finish, model, calls = None, None, None, 0
+                reported: StreamUsage | None = None
+                with MID_STREAM, self._errors():
+                    async for response in stream:
+                        # Each chunk's usageMetadata is cumulative; a text chunk carries it when it
+                        # changed, so that a stream that breaks later still counts what was billed.
+                        counts = None
+                        if response.usage_metadata is not None:
+                            usage = response.usage_metadata
+                            counts = StreamUsage(*usage_counts(usage))
+                            if counts == reported:
+                                counts = None
+                        candidate = response.candidates[0] if response.candidates else None
+                        parts = (candidate.content.parts if candidate and candidate.content else None) or []
+                        text, found = read_parts(parts)
+                        if text or counts is not None:
+                            reported = counts or reported
+                            yield ProviderChunk(text=text, usage=counts)
+                        if candidate is None:
+                            continue
+                        for call in found:
+                            calls += 1
+                            yield ProviderChunk(tool_call=call)
+                        if candidate.finish_reason is not None:
+                            finish, model = candidate.finish_reason.value, response.model_version
+            finally:
+                await close_shielded(lambda: _close_stream(stream))
+        if finish is None:
+            raise stream_cut(self.spec.provider, "a finishReason")
+        input_tokens, output_tokens, cached = usage_counts(usage)
+        yield ProviderChunk(usage=StreamUsage(input_tokens, output_tokens, cached),
+                            finish_reason=finish_reason(finish, calls > 0), model=model)
 
     def _config(self, request: ProviderRequest) -> types.GenerateContentConfig:
         import pydantic
         from google.genai import types
 
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        system = "\n\n".join(m.text for m in request.messages if m.role == "system")
         fields: dict[str, Any] = {
             **self.spec.options,
             **request.options,
             "temperature": request.temperature,
             "max_output_tokens": request.max_tokens,
+            **config_fields(request),
         }
         if system:
             fields["system_instruction"] = system
@@ -169,3 +229,30 @@ class GoogleProvider(Provider):
                                    cause=exc) from exc
         except (errors.UnknownApiResponseError, json.JSONDecodeError) as exc:
             raise malformed_reply(name, self.redact(describe(exc))) from exc
+
+
+async def _close_stream(stream: Any) -> None:
+    """Close google-genai's stream and the HTTP response under it. Closing the SDK's generator is not
+    enough: its `HttpResponse` and the generator reading the body hold each other (a reference
+    cycle), so the body's own generator, and with it the connection, would stay open until the
+    garbage collector's next full pass. The response is found in the suspended generators' locals;
+    should a new SDK version hide it, the connection is left to the collector as before."""
+    responses = []
+    pending, seen = [stream], set()
+    while pending:
+        agen = pending.pop()
+        frame = getattr(agen, "ag_frame", None)
+        if frame is None or id(agen) in seen:
+            continue
+        seen.add(id(agen))
+        for value in frame.f_locals.values():
+            if isinstance(value, AsyncGeneratorType):
+                pending.append(value)
+            body = getattr(value, "response_stream", None)  # google-genai's HttpResponse
+            if body is not None and not isinstance(body, (list, str)):
+                responses.append(body)
+    await stream.aclose()
+    for body in responses:
+        closed = body.aclose() if hasattr(body, "aclose") else body.close()  # httpx2, else aiohttp (sync)
+        if inspect.isawaitable(closed):
+            await closed

@@ -1,18 +1,20 @@
-"""Ollama through the official `ollama` SDK: `POST /api/chat`, non-streaming.
+"""Ollama through the official `ollama` SDK: `POST /api/chat`, whole or streamed (NDJSON).
 
 `spec.options` (then `request.options`) go into Ollama's `options` (e.g. `num_ctx`), except
 `keep_alive`, which is a top-level field of the request. With no `base_url` the SDK reads
-`OLLAMA_HOST` itself.
+`OLLAMA_HOST` itself. Tool calls come without ids (each gets a fresh one) and tool results
+travel with the tool's name; images travel inline (Ollama fetches no URLs).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from amaos_llm.errors import ProviderError
+from amaos_llm.errors import BadRequestError, ProviderError
+from amaos_llm.history import for_wire
 from amaos_llm.providers._http_errors import (
     aiohttp_connection_fault,
     connection_error,
@@ -22,10 +24,23 @@ from amaos_llm.providers._http_errors import (
     timeout_error,
 )
 from amaos_llm.providers._transport import choose_transport, pool_limits
-from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
+from amaos_llm.providers.base import (
+    MID_STREAM,
+    Provider,
+    ProviderChunk,
+    ProviderReply,
+    ProviderRequest,
+    StreamUsage,
+    close_shielded,
+    finish_reason,
+    stream_cut,
+)
+from amaos_llm.types import ToolCall
 
 if TYPE_CHECKING:
     import ollama
+
+    from amaos_llm.types import Message
 
 
 class OllamaProvider(Provider):
@@ -50,29 +65,67 @@ class OllamaProvider(Provider):
             self._sdk_client = ollama.AsyncClient(host=self.spec.base_url, **extra)
         return self._sdk_client
 
-    async def complete(self, request: ProviderRequest) -> ProviderReply:
+    def _params(self, request: ProviderRequest) -> dict[str, Any]:
         options: dict[str, Any] = {**self.spec.options, **request.options}
         keep_alive = options.pop("keep_alive", None)
         options["temperature"] = request.temperature
         options["num_predict"] = request.max_tokens
         if request.seed is not None:
             options["seed"] = request.seed
+        params: dict[str, Any] = {"model": request.model, "messages": wire_messages(request.messages),
+                                  "options": options, "keep_alive": keep_alive}
+        if request.tools and request.tool_choice != "none":  # Ollama has no tool_choice: "none" omits the tools
+            if request.tool_choice != "auto":
+                raise BadRequestError(f"{self.spec.provider}: cannot force a tool call (tool_choice "
+                                      f"{request.tool_choice!r}); Ollama has no tool_choice")
+            params["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                                 "parameters": t.parameters}} for t in request.tools]
+        if request.response_format is not None:
+            params["format"] = request.response_format
+        return params
+
+    async def complete(self, request: ProviderRequest) -> ProviderReply:
+        params = self._params(request)
         client = self._client()
         async with self.http_slots():
             with self._errors():
-                reply = await client.chat(
-                    model=request.model,
-                    messages=[{"role": m.role, "content": m.content} for m in request.messages],
-                    options=options,
-                    keep_alive=keep_alive,
-                )
+                reply = await client.chat(**params)
+        calls = [_tool_call(c) for c in reply.message.tool_calls or ()]
         return ProviderReply(
             content=reply.message.content or "",
             input_tokens=reply.prompt_eval_count or 0,
             output_tokens=reply.eval_count or 0,
-            finish_reason=reply.done_reason,
+            finish_reason=finish_reason(reply.done_reason, bool(calls)),
             model=reply.model,
+            tool_calls=calls,
         )
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderChunk]:
+        """NDJSON lines as they arrive, tool calls whole; done only on the `done: true` line, which
+        carries the counts."""
+        params = self._params(request)
+        client = self._client()
+        async with self.http_slots():
+            with self._errors():
+                lines = await client.chat(**params, stream=True)
+            try:
+                last, calls = None, 0
+                with MID_STREAM, self._errors():
+                    async for part in lines:
+                        message = part.message
+                        if message.content:
+                            yield ProviderChunk(text=message.content)
+                        for call in message.tool_calls or ():
+                            calls += 1
+                            yield ProviderChunk(tool_call=_tool_call(call))
+                        if part.done:
+                            last = part
+            finally:
+                await close_shielded(lines.aclose)
+        if last is None:
+            raise stream_cut(self.spec.provider, "its done line")
+        usage = StreamUsage(last.prompt_eval_count or 0, last.eval_count or 0)
+        yield ProviderChunk(usage=usage, finish_reason=finish_reason(last.done_reason, calls > 0), model=last.model)
 
     async def health(self) -> bool:
         """True when the server answers `/api/tags` and lists this model."""
@@ -124,3 +177,27 @@ class OllamaProvider(Provider):
                                    cause=exc) from exc
         except (json.JSONDecodeError, pydantic.ValidationError) as exc:
             raise malformed_reply(name, self.redact(describe(exc))) from exc
+
+
+def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    out = []
+    for m in for_wire(messages, "ollama"):
+        wire: dict[str, Any] = {"role": m.role, "content": m.text}
+        images = m.images
+        if images:
+            if any(p.url is not None for p in images):
+                raise BadRequestError("ollama: images must be inline data; Ollama fetches no URLs")
+            wire["images"] = [p.data for p in images]  # the SDK sends bytes as base64
+        if m.tool_calls:
+            wire["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
+        if m.role == "tool" and m.name:
+            wire["tool_name"] = m.name
+        out.append(wire)
+    return out
+
+
+def _tool_call(call: Any) -> ToolCall:
+    arguments = call.function.arguments
+    if isinstance(arguments, dict):
+        return ToolCall(name=call.function.name, arguments=arguments)
+    return ToolCall(name=call.function.name, invalid_arguments=json.dumps(arguments))

@@ -9,17 +9,31 @@ reasoning models require. `spec.options` (then `request.options`) are sent as ex
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from amaos_llm.errors import ProviderError
 from amaos_llm.providers._http_errors import SdkErrors
+from amaos_llm.providers._openai_wire import tool_params, wire_messages
+from amaos_llm.providers._tool_calls import ToolCallJoiner, tool_call
 from amaos_llm.providers._transport import stainless_http_client
-from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
+from amaos_llm.providers.base import (
+    MID_STREAM,
+    Provider,
+    ProviderChunk,
+    ProviderReply,
+    ProviderRequest,
+    StreamUsage,
+    close_shielded,
+    finish_reason,
+    stream_cut,
+)
 
 if TYPE_CHECKING:
     import openai
 
-    from amaos_llm.types import Message
+logger = logging.getLogger(__name__)
 
 PLACEHOLDER_KEY = "unused"  # compatible servers want some bearer token, any will do
 
@@ -46,30 +60,76 @@ class OpenAIProvider(Provider):
             self._sdk_client = openai.AsyncOpenAI(**kwargs)
         return self._sdk_client
 
-    async def complete(self, request: ProviderRequest) -> ProviderReply:
+    def _params(self, request: ProviderRequest) -> dict[str, Any]:
         limit = "max_completion_tokens" if self.spec.provider == "openai" else "max_tokens"
-        params: dict[str, Any] = {"temperature": request.temperature, limit: request.max_tokens}
+        params: dict[str, Any] = {"model": request.model, "messages": wire_messages(request.messages),
+                                  "temperature": request.temperature, limit: request.max_tokens,
+                                  **tool_params(request)}
         if request.seed is not None:
             params["seed"] = request.seed
         extra = {**self.spec.options, **request.options}
+        params["extra_body"] = extra or None
+        return params
+
+    async def complete(self, request: ProviderRequest) -> ProviderReply:
+        params = self._params(request)
         client = self._client()
         async with self.http_slots():
             with self._errors():
-                completion = await client.chat.completions.create(
-                    model=request.model,
-                    messages=[_wire_message(m) for m in request.messages],
-                    extra_body=extra or None,
-                    **params,
-                )
+                completion = await client.chat.completions.create(**params)
         choice = completion.choices[0] if completion.choices else None
+        calls = [tool_call(c.id, c.function.name, c.function.arguments)
+                 for c in (choice.message.tool_calls or ()) if c.type == "function"] if choice else []
         usage = completion.usage
         return ProviderReply(
             content=(choice.message.content if choice else None) or "",
             input_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason if choice else None,
+            finish_reason=finish_reason(choice.finish_reason if choice else None, bool(calls)),
             model=completion.model,
+            tool_calls=calls,
+            cache_read_tokens=_cached(usage),
         )
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderChunk]:
+        """Deltas as they arrive; done only after a `finish_reason` and, from OpenAI itself, the
+        usage chunk (`choices: []`) that `include_usage` asks for. Tool calls come whole, at the end."""
+        params = self._params(request)
+        client = self._client()
+        async with self.http_slots():
+            with self._errors():
+                stream = await client.chat.completions.create(
+                    **params, stream=True, stream_options={"include_usage": True})
+            try:
+                joiner, finish, usage, model = ToolCallJoiner(), None, None, None
+                with MID_STREAM, self._errors():
+                    async for chunk in stream:
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        for choice in chunk.choices:
+                            delta = choice.delta
+                            if delta.content:
+                                yield ProviderChunk(text=delta.content)
+                            for frag in delta.tool_calls or ():
+                                fn = frag.function
+                                joiner.add(frag.index, frag.id, fn.name if fn else None, fn.arguments if fn else None)
+                            if choice.finish_reason is not None:
+                                finish, model = choice.finish_reason, chunk.model
+            finally:
+                await close_shielded(stream.close)
+        if finish is None:
+            raise stream_cut(self.spec.provider, "a finish_reason")
+        if usage is None:
+            if self.spec.provider == "openai":  # OpenAI always sends it last: without it the stream was cut
+                raise stream_cut(self.spec.provider, "its usage chunk")
+            _warn_no_usage(self.spec.name)
+        calls = joiner.calls() if joiner else []
+        for call in calls:
+            yield ProviderChunk(tool_call=call)
+        counts = StreamUsage(0, 0)
+        if usage is not None:
+            counts = StreamUsage(usage.prompt_tokens, usage.completion_tokens, _cached(usage))
+        yield ProviderChunk(usage=counts, finish_reason=finish_reason(finish, bool(calls)), model=model)
 
     async def health(self) -> bool:
         """True when `GET /models` answers (reachable, key accepted) and lists this model."""
@@ -90,7 +150,17 @@ class OpenAIProvider(Provider):
         return self._sdk_errors
 
 
-def _wire_message(message: Message) -> dict[str, str]:
-    # A `tool` message needs a tool_call_id the plain-text contract does not carry: send it as user text.
-    role = "user" if message.role == "tool" else message.role
-    return {"role": role, "content": message.content}
+def _cached(usage: Any) -> int:
+    """Prompt tokens served from OpenAI's cache (part of `prompt_tokens`, billed at their own price)."""
+    details = usage.prompt_tokens_details if usage is not None else None
+    return (details.cached_tokens or 0) if details is not None else 0
+
+
+_warned_no_usage: set[str] = set()
+
+
+def _warn_no_usage(model_name: str) -> None:
+    # Some compatible servers ignore `include_usage`: their streams cost 0 tokens, said once per model.
+    if model_name not in _warned_no_usage:
+        _warned_no_usage.add(model_name)
+        logger.warning("%s: the server sent no usage in its stream; counting 0 tokens", model_name)

@@ -13,10 +13,11 @@ import amaos_llm.providers
 def test_amaos_llm_exports_exactly_the_documented_names() -> None:
     assert sorted(amaos_llm.__all__) == [
         "AllModelsFailed", "Attempt", "AuthenticationError", "BadRequestError", "Chunk", "ChunkStream", "ConfigError",
-        "ContextWindowExceeded", "DeadlineExceeded", "Defaults", "InvalidRequest", "LLMConfig", "LLMError",
-        "LLMManager", "LLMResult", "Message", "ModelLoadError", "ModelNotFound",
+        "ContextWindowExceeded", "DeadlineExceeded", "Defaults", "ImagePart", "InvalidRequest", "LLMConfig",
+        "LLMError", "LLMManager", "LLMResult", "Message", "ModelLoadError", "ModelNotFound",
         "ModelSpec", "ProviderConnectionError", "ProviderError", "ProviderTimeout", "RateLimitError",
-        "RoutingConfig", "ServerError", "StreamCallbacks", "StreamInterrupted", "Usage", "get_llm_manager",
+        "RoutingConfig", "ServerError", "StreamCallbacks", "StreamInterrupted", "TextPart", "Tool", "ToolCall",
+        "Usage", "get_llm_manager",
         "set_llm_manager",
     ]
     assert all(hasattr(amaos_llm, name) for name in amaos_llm.__all__)
@@ -24,8 +25,8 @@ def test_amaos_llm_exports_exactly_the_documented_names() -> None:
 
 def test_providers_package_exports_the_contract_and_registry() -> None:
     assert sorted(amaos_llm.providers.__all__) == [
-        "Provider", "ProviderInfo", "ProviderReply", "ProviderRequest", "known_providers", "provider_class",
-        "provider_info",
+        "Provider", "ProviderChunk", "ProviderInfo", "ProviderReply", "ProviderRequest", "StreamUsage",
+        "known_providers", "provider_class", "provider_info",
     ]
 
 

@@ -3,8 +3,9 @@
 The SDKs sit on httpx2 (and ollama on httpx), so tests talk to real sockets instead of mocking
 a transport. Every fake answers in its provider's JSON shapes (WIRE.md) with deterministic usage:
 input tokens = words in all messages (system included), output tokens = words in the reply. The
-reply is ``echo: <last user message>``, cut to the request's token limit (finish reason "length"
-in the wire's spelling), unless ``fake.reply`` is set.
+reply is ``echo: <last user message>`` (or ``echo: <last tool result>`` when the chat ends on one),
+cut to the request's token limit (finish reason "length" in the wire's spelling), unless
+``fake.reply`` is set.
 
 Each fake records every request in ``fake.requests`` and can misbehave on demand::
 
@@ -13,13 +14,26 @@ Each fake records every request in ``fake.requests`` and can misbehave on demand
     fake.delay = 5.0                  # sleep before answering
     fake.hold_until = 500             # answer nothing until 500 requests have arrived
     fake.malformed = True             # 200 with a body that is not JSON
-    fake.stream_fault = "error"       # streams: the wire's error event after the first delta
-    fake.stream_fault = "cut"         # streams: connection dropped after the first delta
+    fake.stream_fault = "error"       # streams: the wire's error event after `fault_after` deltas (1)
+    fake.stream_fault = "cut"         # streams: connection dropped after `fault_after` deltas
+    fake.stream_fault = "close"       # streams: a clean end after `fault_after` deltas, no end marker
+    fake.stall_before = 5.0           # streams: silence after the head, before the first delta
+    fake.stall_after = 5.0            # streams: silence after the first delta (`disconnected` is set
+                                      #   when the client closes the stream meanwhile)
     fake.reply_fault = "hang_up"      # the connection closed after the request, no reply at all
     fake.reply_fault = "cut"          # a plain reply cut off after half its body
     fake.flaky(500, 0.3, seed=1)      # a seeded random 30 % of requests fail with 500
     fake.error_fields = {...}         # merged into the wire's error object (OpenAI `param`/`code`, ...)
     fake.load_delay = 2.0             # a cold server: its first request (or after fake.unload()) waits
+
+and model the rest of a real API::
+
+    fake.tool_calls = [{"name": "add", "arguments": {"a": 1}}]  # calls instead of text (streamed in
+                                      #   the wire's fragments) until a tool result comes back
+    fake.cache = (3, 2)               # 3 prompt tokens read from the cache, 2 written, in the wire's fields
+    fake.strict = True                # 400 like the real API on a tool history it refuses
+    openai_fake.stream_usage = False  # no usage chunk, like compatible servers ignoring include_usage
+    google_fake.thought = "..."       # a thought part before the answer
 
 Start with ``with OpenAIFake() as fake:`` (or the fixtures in ``tests.support.fixtures``);
 ``fake.url`` is the base URL in the form the SDK wants.
@@ -28,319 +42,39 @@ Start with ``with OpenAIFake() as fake:`` (or the fixtures in ``tests.support.fi
 from __future__ import annotations
 
 import json
-import random
 import re
-import socket
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Self
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any
 
-CREATED_AT = "2026-01-01T00:00:00Z"
+from tests.support.fake_server import (
+    CREATED_AT,
+    Answer,
+    FakeServer,
+    Prompt,
+    Recorded,
+    Reply,
+    closed_port_url,
+    sse,
+    words,
+)
 
-
-@dataclass
-class Recorded:
-    method: str
-    path: str  # without the query string
-    query: dict[str, str]
-    headers: dict[str, str]  # lower-case names
-    body: Any  # parsed JSON, or None
-
-
-@dataclass
-class Prompt:
-    """What a fake reads from a generation request, whatever the wire."""
-
-    model: str
-    texts: list[str]  # every message text, system included
-    last_user: str
-    max_tokens: int | None
-
-
-@dataclass
-class Answer:
-    text: str
-    pieces: list[str]  # the stream deltas; they join to `text`
-    input_tokens: int
-    output_tokens: int
-    truncated: bool
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None  # JSON-able, for a plain reply
-    frames: tuple[list[bytes], list[bytes], list[bytes]] | None = None  # stream: head, deltas, tail
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def words(text: str) -> int:
-    return len(text.split())
-
-
-def sse(data: Any, event: str | None = None, sep: str = "\n") -> bytes:
-    head = f"event: {event}{sep}" if event else ""
-    payload = data if isinstance(data, str) else json.dumps(data)
-    return f"{head}data: {payload}{sep}{sep}".encode()
-
-
-class FakeServer:
-    """HTTP plumbing, request log and fault injection; a subclass speaks one wire."""
-
-    url_path = ""
-    error_types: dict[int, str] = {}
-
-    def __init__(self) -> None:
-        self.requests: list[Recorded] = []
-        self.models: list[str] = ["test-model"]
-        self.reply: str | None = None
-        self.extra_usage: dict[str, int] = {}  # merged into the wire's usage object
-        self.delay = 0.0
-        self.hold_until = 0
-        self.malformed = False
-        self.stream_fault: Literal["error", "cut"] | None = None
-        self.reply_fault: Literal["hang_up", "cut"] | None = None
-        self._failure: tuple[int, str | None, str | None] | None = None
-        self._fail_times: int | None = None
-        self._flaky: tuple[int, float, random.Random] | None = None
-        self.failures_sent = 0  # error replies sent (fail() and flaky())
-        self.error_fields: dict[str, Any] = {}
-        self.load_delay = 0.0
-        self.loaded = False
-        self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self.peak_connections = 0  # most client connections open at once
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- control -----------------------------------------------------------------------------
-    def fail(self, status: int, *, times: int | None = None, retry_after: str | None = None,
-             message: str | None = None) -> None:
-        """Answer `status` with the wire's error body: the next `times` requests, or all."""
-        with self._lock:
-            self._failure, self._fail_times = (status, retry_after, message), times
-
-    def flaky(self, status: int, rate: float, *, seed: int = 0) -> None:
-        """A seeded random share `rate` of requests fail with `status`."""
-        with self._lock:
-            self._flaky = (status, rate, random.Random(seed))
-
-    def recover(self) -> None:
-        with self._lock:
-            self._failure, self._fail_times, self._flaky = None, None, None
-
-    def unload(self) -> None:
-        """Forget the loaded model: the next request waits `load_delay` again."""
-        self.loaded = False
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "server not started"
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.url_path}"
-
-    def start(self) -> Self:
-        self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        with self._arrived:
-            self._arrived.notify_all()
-        self._server.shutdown()
-        with self._lock:
-            for conn in list(self._connections):
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        self._server.server_close()
-        assert self._thread is not None
-        self._thread.join(5)
-        self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # --- what subclasses provide ---------------------------------------------------------------
-    def route(self, req: Recorded) -> Reply:
-        raise NotImplementedError
-
-    def error_body(self, status: int, message: str) -> Any:
-        raise NotImplementedError
-
-    def stream_error_frame(self) -> bytes:
-        raise NotImplementedError
-
-    # --- shared helpers for subclasses ---------------------------------------------------------
-    def answer(self, prompt: Prompt) -> Answer:
-        text = self.reply if self.reply is not None else f"echo: {prompt.last_user}"
-        tokens = text.split(" ")
-        truncated = prompt.max_tokens is not None and len(tokens) > prompt.max_tokens
-        if truncated:
-            tokens = tokens[: prompt.max_tokens]
-            text = " ".join(tokens)
-        pieces = [t + " " for t in tokens[:-1]] + tokens[-1:]
-        return Answer(text, pieces, sum(words(t) for t in prompt.texts), words(text), truncated)
-
-    def not_found(self, req: Recorded) -> Reply:
-        return Reply(404, self.error_body(404, f"no route for {req.method} {req.path}"))
-
-    # --- plumbing ------------------------------------------------------------------------------
-    def _take_failure(self) -> tuple[int, str | None, str | None] | None:
-        with self._lock:
-            failure = self._failure
-            if failure is not None and self._fail_times is not None:
-                self._fail_times -= 1
-                if self._fail_times <= 0:
-                    self._failure, self._fail_times = None, None
-            if failure is None and self._flaky is not None:
-                status, rate, rng = self._flaky
-                if rng.random() < rate:
-                    failure = (status, None, None)
-            if failure is not None:
-                self.failures_sent += 1
-            return failure
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024  # the listen backlog: hundreds of clients may connect at once
-    block_on_close = False  # a handler asleep in `delay` must not hold up stop()
-    fake: FakeServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that hung up mid-reply (timeouts, cancellation) is expected here
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        fake = self.server.fake
-        with fake._lock:
-            fake._connections.add(self.connection)
-            fake.peak_connections = max(fake.peak_connections, len(fake._connections))
-
-    def finish(self) -> None:
-        with self.server.fake._lock:
-            self.server.fake._connections.discard(self.connection)
-        super().finish()
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        fake = self.server.fake
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
-        url = urlsplit(self.path)
-        req = Recorded(self.command, url.path, dict(parse_qsl(url.query)),
-                       {k.lower(): v for k, v in self.headers.items()}, body)
-        with fake._arrived:
-            fake.requests.append(req)
-            fake._arrived.notify_all()
-            # bounded, so a test that never sends enough fails on its assertions instead of hanging
-            fake._arrived.wait_for(lambda: len(fake.requests) >= fake.hold_until or fake._stopping.is_set(), 60)
-        if fake.delay and fake._stopping.wait(fake.delay):
-            self.close_connection = True
-            return
-        if fake.load_delay and not fake.loaded and self.command == "POST":
-            if fake._stopping.wait(fake.load_delay):
-                self.close_connection = True
-                return
-            fake.loaded = True
-        failure = fake._take_failure()
-        if fake.reply_fault == "hang_up":
-            self.close_connection = True
-        elif failure is not None:
-            status, retry_after, message = failure
-            headers = {"retry-after": retry_after} if retry_after is not None else {}
-            body = fake.error_body(status, message or f"fake failure {status}")
-            if fake.error_fields:
-                inner = body.get("error") if isinstance(body, dict) else None
-                (inner if isinstance(inner, dict) else body).update(fake.error_fields)
-            self._send(Reply(status, body, headers=headers))
-        elif fake.malformed:
-            self._send_bytes(200, "application/json", b'{"truncated": [', {})
-        else:
-            self._send(fake.route(req))
-
-    def _send(self, reply: Reply) -> None:
-        if reply.frames is None:
-            self._send_bytes(reply.status, reply.content_type, json.dumps(reply.body).encode(), reply.headers)
-            return
-        fake = self.server.fake
-        head, deltas, tail = reply.frames
-        if fake.stream_fault is not None:
-            deltas = deltas[:1]
-            tail = [fake.stream_error_frame()] if fake.stream_fault == "error" else []
-        self.send_response(reply.status)
-        self.send_header("content-type", reply.content_type)
-        self.send_header("transfer-encoding", "chunked")
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        for frame in [*head, *deltas, *tail]:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
-            self.wfile.flush()
-        if fake.stream_fault == "cut":
-            self.close_connection = True  # no terminating chunk: the client sees a cut body
-            return
-        self.wfile.write(b"0\r\n\r\n")
-
-    def _send_bytes(self, status: int, content_type: str, data: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.server.fake.reply_fault == "cut":
-            self.wfile.write(data[: len(data) // 2])
-            self.close_connection = True  # fewer bytes than content-length, then EOF
-            return
-        self.wfile.write(data)
+# the plumbing is re-exported: tests import everything fake from here
+__all__ = ["CREATED_AT", "AnthropicFake", "Answer", "FakeServer", "GoogleFake", "OllamaFake", "OpenAIFake", "Prompt",
+           "Recorded", "Reply", "closed_port_url", "sse", "words"]
 
 
 def _text_of(content: Any) -> str:
-    """Message content as text: a string, or a list of text blocks/parts."""
+    """Message content as text: a string, or a list of text blocks/parts (other blocks skipped)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+        return " ".join(str(b["text"]) for b in content if isinstance(b, dict) and "text" in b)
     return ""
+
+
+def _pieces(text: str) -> list[str]:
+    """Arguments JSON in three fragments, as the wires stream them."""
+    third = max(len(text) // 3, 1)
+    return [p for p in (text[:third], text[third:2 * third], text[2 * third:]) if p]
 
 
 def _chat_prompt(body: dict[str, Any], max_tokens: int | None, system: str = "") -> Prompt:
@@ -348,7 +82,10 @@ def _chat_prompt(body: dict[str, Any], max_tokens: int | None, system: str = "")
     texts = [system] if system else []
     texts += [_text_of(m.get("content")) for m in messages]
     users = [_text_of(m.get("content")) for m in messages if m.get("role") == "user"]
-    return Prompt(str(body.get("model", "")), texts, users[-1] if users else "", max_tokens)
+    last = messages[-1] if messages else {}
+    on_result = last.get("role") == "tool"
+    last_user = _text_of(last.get("content")) if on_result else (users[-1] if users else "")
+    return Prompt(str(body.get("model", "")), texts, last_user, max_tokens, on_result)
 
 
 class OllamaFake(FakeServer):
@@ -369,11 +106,17 @@ class OllamaFake(FakeServer):
             "prompt_eval_count": a.input_tokens, "prompt_eval_duration": 200_000,
             "eval_count": a.output_tokens, "eval_duration": 700_000, **self.extra_usage,
         }
+        calls = [{"function": {"name": c["name"], "arguments": c["arguments"]}} for c in a.calls]
         if not req.body.get("stream", True):
-            return Reply(body={**done, "message": {"role": "assistant", "content": a.text}})
+            message = {"role": "assistant", "content": a.text, **({"tool_calls": calls} if calls else {})}
+            return Reply(body={**done, "message": message})
         line = lambda obj: (json.dumps(obj) + "\n").encode()  # noqa: E731
-        deltas = [line({"model": prompt.model, "created_at": CREATED_AT,
-                        "message": {"role": "assistant", "content": p}, "done": False}) for p in a.pieces]
+
+        def delta(message: dict[str, Any]) -> bytes:
+            return line({"model": prompt.model, "created_at": CREATED_AT,
+                         "message": {"role": "assistant", "content": "", **message}, "done": False})
+
+        deltas = [delta({"content": p}) for p in a.pieces] + [delta({"tool_calls": [c]}) for c in calls]
         tail = [line({**done, "message": {"role": "assistant", "content": ""}})]
         return Reply(frames=([], deltas, tail), content_type="application/x-ndjson")
 
@@ -391,6 +134,7 @@ class OllamaFake(FakeServer):
 
 class OpenAIFake(FakeServer):
     url_path = "/v1"
+    stream_usage = True  # False: like compatible servers that ignore `include_usage`
     error_types = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
                    404: "invalid_request_error", 429: "rate_limit_error"}
 
@@ -404,27 +148,36 @@ class OpenAIFake(FakeServer):
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         prompt = _chat_prompt(body, limit)
         a = self.answer(prompt)
-        finish = "length" if a.truncated else "stop"
+        finish = "tool_calls" if a.calls else "length" if a.truncated else "stop"
         usage = {"prompt_tokens": a.input_tokens, "completion_tokens": a.output_tokens,
-                 "total_tokens": a.input_tokens + a.output_tokens, **self.extra_usage}
+                 "total_tokens": a.input_tokens + a.output_tokens,
+                 "prompt_tokens_details": {"cached_tokens": self.cache[0], "audio_tokens": 0}, **self.extra_usage}
         base = {"id": f"chatcmpl-fake-{len(self.requests)}", "created": 1_700_000_000, "model": prompt.model,
                 "system_fingerprint": "fp_fake"}
         if not body.get("stream"):
-            choice = {"index": 0, "message": {"role": "assistant", "content": a.text, "refusal": None},
-                      "logprobs": None, "finish_reason": finish}
+            message: dict[str, Any] = {"role": "assistant", "content": a.text or None, "refusal": None}
+            if a.calls:
+                message["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
+                    "name": c["name"], "arguments": json.dumps(c["arguments"])}} for c in a.calls]
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             return Reply(body={**base, "object": "chat.completion", "choices": [choice], "usage": usage})
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
             return sse({**base, "object": "chat.completion.chunk", "choices": [choice]})
 
+        deltas = [chunk({"content": p}) for p in a.pieces]
+        for i, c in enumerate(a.calls):  # the first fragment names the call, the rest carry its arguments
+            deltas.append(chunk({"tool_calls": [{"index": i, "id": c["id"], "type": "function",
+                                                 "function": {"name": c["name"], "arguments": ""}}]}))
+            deltas += [chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]})
+                       for p in _pieces(json.dumps(c["arguments"]))]
         tail = [chunk({}, finish)]
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if self.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
             tail.append(sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
         tail.append(sse("[DONE]"))
         head = [chunk({"role": "assistant", "content": ""})]
-        return Reply(frames=(head, [chunk({"content": p}) for p in a.pieces], tail),
-                     content_type="text/event-stream")
+        return Reply(frames=(head, deltas, tail), content_type="text/event-stream")
 
     def error_body(self, status: int, message: str) -> Any:
         kind = self.error_types.get(status, "server_error" if status >= 500 else "invalid_request_error")
@@ -433,6 +186,27 @@ class OpenAIFake(FakeServer):
     def stream_error_frame(self) -> bytes:
         return sse({"error": {"message": "The server had an error while processing your request.",
                               "type": "server_error", "param": None, "code": None}})
+
+    def history_error(self, body: Any) -> str | None:
+        """OpenAI's words for a tool history it refuses."""
+        open_ids: list[str] = []
+        for i, m in enumerate(body.get("messages") or []):
+            if m.get("role") == "tool":
+                if m.get("tool_call_id") not in open_ids:
+                    return ("Invalid parameter: messages with role 'tool' must be a response to a preceeding "
+                            "message with 'tool_calls'.")
+                open_ids.remove(m["tool_call_id"])
+                continue
+            if open_ids:
+                return ("An assistant message with 'tool_calls' must be followed by tool messages responding to "
+                        f"each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+                        f"{', '.join(open_ids)}")
+            for j, call in enumerate(m.get("tool_calls") or []):
+                if len(call["id"]) > 40:
+                    return (f"Invalid 'messages[{i}].tool_calls[{j}].id': string too long. Expected a string with "
+                            f"maximum length 40, but got a string with length {len(call['id'])} instead.")
+                open_ids.append(call["id"])
+        return None
 
 
 class AnthropicFake(FakeServer):
@@ -453,33 +227,58 @@ class AnthropicFake(FakeServer):
         if req.method != "POST" or req.path != "/v1/messages":
             return self.not_found(req)
         body = req.body
-        prompt = _chat_prompt(body, body.get("max_tokens"), _text_of(body.get("system", "")))
-        a = self.answer(prompt)
-        stop = "max_tokens" if a.truncated else "end_turn"
-        usage = {"input_tokens": a.input_tokens, "output_tokens": a.output_tokens,
-                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, **self.extra_usage}
+        a = self.answer(self._prompt(body))
+        stop = "tool_use" if a.calls else "max_tokens" if a.truncated else "end_turn"
+        read, write = self.cache
+        # Anthropic's input_tokens leaves out what was read from or written to the cache
+        usage = {"input_tokens": max(a.input_tokens - read - write, 0), "output_tokens": a.output_tokens,
+                 "cache_creation_input_tokens": write, "cache_read_input_tokens": read, **self.extra_usage}
         message = {"id": f"msg_fake_{len(self.requests)}", "type": "message", "role": "assistant",
-                   "model": prompt.model, "stop_sequence": None}
+                   "model": str(body.get("model", "")), "stop_sequence": None}
+        uses = [{"type": "tool_use", "id": c["id"].replace("call_", "toolu_"), "name": c["name"],
+                 "input": c["arguments"]} for c in a.calls]
         if not body.get("stream"):
-            content = [{"type": "text", "text": a.text}]
+            content = uses or [{"type": "text", "text": a.text}]
             return Reply(body={**message, "content": content, "stop_reason": stop, "usage": usage})
         start_usage = {**usage, "output_tokens": 1}
-        head = [
-            sse({"type": "message_start", "message": {**message, "content": [], "stop_reason": None,
-                                                       "usage": start_usage}}, "message_start"),
-            sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                "content_block_start"),
-            sse({"type": "ping"}, "ping"),
-        ]
-        deltas = [sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
-                      "content_block_delta") for p in a.pieces]
+        head = [sse({"type": "message_start", "message": {**message, "content": [], "stop_reason": None,
+                                                          "usage": start_usage}}, "message_start")]
+        deltas: list[bytes] = []
+        if not uses:
+            head += [sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                         "content_block_start"), sse({"type": "ping"}, "ping")]
+            deltas = [sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+                          "content_block_delta") for p in a.pieces]
+            deltas.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+        for i, use in enumerate(uses):
+            deltas.append(sse({"type": "content_block_start", "index": i,
+                               "content_block": {**use, "input": {}}}, "content_block_start"))
+            deltas += [sse({"type": "content_block_delta", "index": i,
+                            "delta": {"type": "input_json_delta", "partial_json": p}}, "content_block_delta")
+                       for p in _pieces(json.dumps(use["input"]))]
+            deltas.append(sse({"type": "content_block_stop", "index": i}, "content_block_stop"))
         tail = [
-            sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
             sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                 "usage": {"output_tokens": a.output_tokens}}, "message_delta"),
+                 "usage": {**usage, "output_tokens": a.output_tokens}}, "message_delta"),
             sse({"type": "message_stop"}, "message_stop"),
         ]
         return Reply(frames=(head, deltas, tail), content_type="text/event-stream")
+
+    def _prompt(self, body: dict[str, Any]) -> Prompt:
+        texts = [_text_of(body.get("system", ""))] if body.get("system") else []
+        users, last, on_result = [], "", False
+        for m in body.get("messages") or []:
+            content = m.get("content")
+            blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+            results = [_text_of(b.get("content")) for b in blocks if b.get("type") == "tool_result"]
+            text = _text_of(blocks)
+            texts.append(" ".join([text, *results]).strip())
+            if m.get("role") == "user":
+                users.append(text)
+                on_result, last = bool(results), (" ".join(results) if results else text)
+            else:
+                on_result = False
+        return Prompt(str(body.get("model", "")), texts, last, body.get("max_tokens"), on_result)
 
     def error_body(self, status: int, message: str) -> Any:
         kind = self.error_types.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -488,11 +287,35 @@ class AnthropicFake(FakeServer):
     def stream_error_frame(self) -> bytes:
         return sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")
 
+    def history_error(self, body: Any) -> str | None:
+        """Anthropic's words for a tool history it refuses: results must sit in the very next message."""
+        pending: list[str] = []
+        for i, m in enumerate(body.get("messages") or []):
+            blocks = m["content"] if isinstance(m.get("content"), list) else []
+            answered = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
+            for j, b in enumerate(blocks):
+                if b.get("type") == "tool_use" and not re.fullmatch(r"[a-zA-Z0-9_-]+", b["id"]):
+                    return f"messages.{i}.content.{j}.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
+            stray = [t for t in answered if t not in pending]
+            if stray:
+                return (f"messages.{i}.content.0: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{', '.join(map(str, stray))}. Each `tool_result` block must have a corresponding "
+                        "`tool_use` block in the previous message.")
+            missing = [t for t in pending if t not in answered]
+            if missing:
+                return (f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                        f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` "
+                        "block in the next message.")
+            pending = [b["id"] for b in blocks if b.get("type") == "tool_use"]
+        return None
+
 
 class GoogleFake(FakeServer):
     error_types = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                    429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
     _path = re.compile(r"^/(v1\w*)/models/([^:/]+)(?::(\w+))?$")
+    SIGNATURE = "c2lnbmF0dXJl"  # base64 of "signature": the thought signature on a call's part
+    thought: str | None = None  # a thought summary part (`thought: true`) sent before the answer
 
     def route(self, req: Recorded) -> Reply:
         match = self._path.match(req.path)
@@ -507,34 +330,50 @@ class GoogleFake(FakeServer):
         if req.method != "POST" or method not in ("generateContent", "streamGenerateContent"):
             return self.not_found(req)
         body = req.body
-        system = _text_of((body.get("systemInstruction") or {}).get("parts"))
-        contents = body.get("contents") or []
-        texts = [system] if system else []
-        texts += [_text_of(c.get("parts")) for c in contents]
-        users = [_text_of(c.get("parts")) for c in contents if c.get("role", "user") == "user"]
         limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
-        a = self.answer(Prompt(model, texts, users[-1] if users else "", limit))
-        usage = {"promptTokenCount": a.input_tokens, "candidatesTokenCount": a.output_tokens,
+        a = self.answer(self._prompt(body, model, limit))
+        prompt_usage = {"promptTokenCount": a.input_tokens,
+                        **({"cachedContentTokenCount": self.cache[0]} if self.cache[0] else {})}
+        usage = {**prompt_usage, "candidatesTokenCount": a.output_tokens,
                  "totalTokenCount": a.input_tokens + a.output_tokens, **self.extra_usage}
         finish = "MAX_TOKENS" if a.truncated else "STOP"
 
-        def response(text: str, done: bool) -> dict[str, Any]:
-            candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+        def response(parts: list[dict[str, Any]], done: bool) -> dict[str, Any]:
+            candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+            # every chunk reports the prompt's usage; the last one the whole reply's
             out: dict[str, Any] = {"candidates": [candidate], "modelVersion": model,
-                                   "responseId": f"fake-{len(self.requests)}"}
+                                   "responseId": f"fake-{len(self.requests)}", "usageMetadata": prompt_usage}
             if done:
                 candidate["finishReason"] = finish
                 out["usageMetadata"] = usage
             return out
 
+        calls = [{"functionCall": {"name": c["name"], "args": c["arguments"]},
+                  **({"thoughtSignature": self.SIGNATURE} if i == 0 else {})} for i, c in enumerate(a.calls)]
+        thought = [{"text": self.thought, "thought": True}] if self.thought else []
         if method == "generateContent":
-            return Reply(body=response(a.text, True))
-        pieces = a.pieces or [""]
-        deltas = [sse(response(p, False), sep="\r\n") for p in pieces[:-1]]
-        tail = [sse(response(pieces[-1], True), sep="\r\n")]
+            return Reply(body=response(calls or [*thought, {"text": a.text}], True))
+        parts = [[c] for c in calls] or [[{"text": p}] for p in (a.pieces or [""])]
+        if thought:
+            parts = [thought, *parts]
+        deltas = [sse(response(p, False), sep="\r\n") for p in parts[:-1]]
+        tail = [sse(response(parts[-1], True), sep="\r\n")]
         if not deltas:  # a one-piece reply: the fault still comes after the first delta
             deltas, tail = tail, []
         return Reply(frames=([], deltas, tail), content_type="text/event-stream")
+
+    def _prompt(self, body: dict[str, Any], model: str, limit: int | None) -> Prompt:
+        system = _text_of((body.get("systemInstruction") or {}).get("parts"))
+        contents = body.get("contents") or []
+        texts = [system] if system else []
+        texts += [_text_of(c.get("parts")) for c in contents]
+        users = [_text_of(c.get("parts")) for c in contents if c.get("role", "user") == "user"]
+        last_parts = (contents[-1].get("parts") or []) if contents else []
+        results = [p.get("functionResponse") or p.get("function_response") for p in last_parts]
+        results = [r for r in results if r]
+        if results:
+            return Prompt(model, texts, " ".join(json.dumps(r.get("response")) for r in results), limit, True)
+        return Prompt(model, texts, users[-1] if users else "", limit)
 
     def error_body(self, status: int, message: str) -> Any:
         kind = self.error_types.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
@@ -544,10 +383,18 @@ class GoogleFake(FakeServer):
         return sse({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}},
                    sep="\r\n")
 
-
-def closed_port_url() -> str:
-    """A 127.0.0.1 URL nobody listens on: connecting is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    def history_error(self, body: Any) -> str | None:
+        """Gemini's words for a tool history it refuses: responses right after the calls, one per call."""
+        calls: list[str] = []
+        for c in body.get("contents") or []:
+            parts = c.get("parts") or []
+            names = [(p.get("functionResponse") or p.get("function_response") or {}).get("name") for p in parts]
+            names = [n for n in names if n is not None]
+            if names and not calls:
+                return ("Please ensure that function response turn comes immediately after a function call turn.")
+            if calls and sorted(names) != sorted(calls):
+                return ("Please ensure that the number of function response parts is equal to the number of "
+                        "function call parts of the function call turn.")
+            calls = [(p.get("functionCall") or p.get("function_call"))["name"] for p in parts
+                     if p.get("functionCall") or p.get("function_call")]
+        return None

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import anyio
 import httpx
 import httpx2
 import ollama
@@ -196,3 +197,59 @@ async def test_failing_k_times_then_answering(openai_client: openai.AsyncOpenAI,
         except openai.InternalServerError as exc:
             outcomes.append(exc.status_code)
     assert (outcomes, len(openai_fake.requests)) == ([503, 503, "ok"], 3)
+
+
+# --- tool calls, cache usage, strict histories: read by the SDKs' own accumulating helpers ---------
+TOOLS = [{"name": "add", "arguments": {"a": 1, "b": 2}}, {"name": "neg", "arguments": {"x": 5}}]
+OPENAI_TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in ("add", "neg")]
+
+
+async def test_openai_streamed_tool_call_fragments_rebuild_in_the_sdk_helper(
+    openai_client: openai.AsyncOpenAI, openai_fake: OpenAIFake
+) -> None:
+    openai_fake.tool_calls = TOOLS
+    async with openai_client.chat.completions.stream(
+        model="m", messages=[{"role": "user", "content": HI}], tools=OPENAI_TOOLS,  # type: ignore[list-item]
+    ) as stream:
+        final = await stream.get_final_completion()
+    message = final.choices[0].message
+    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []] == [  # type: ignore[union-attr]
+        ("call_fake_0", "add", '{"a": 1, "b": 2}'), ("call_fake_1", "neg", '{"x": 5}')]
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+async def test_anthropic_streamed_tool_use_rebuilds_in_the_sdk_helper_with_cache_usage(
+    anthropic_client: anthropic.AsyncAnthropic, anthropic_fake: AnthropicFake
+) -> None:
+    anthropic_fake.tool_calls, anthropic_fake.cache = TOOLS, (3, 2)
+    async with anthropic_client.messages.stream(
+        model="m", max_tokens=50, messages=[{"role": "user", "content": "a b c d e f g h"}],
+    ) as stream:
+        final = await stream.get_final_message()
+    assert [(b.type, b.id, b.name, b.input) for b in final.content] == [  # type: ignore[union-attr]
+        ("tool_use", "toolu_fake_0", "add", {"a": 1, "b": 2}), ("tool_use", "toolu_fake_1", "neg", {"x": 5})]
+    u = final.usage
+    assert (final.stop_reason, u.input_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens) == (
+        "tool_use", 3, 3, 2)
+
+
+async def test_a_strict_fake_answers_an_orphan_tool_result_with_the_real_400(
+    openai_client: openai.AsyncOpenAI, openai_fake: OpenAIFake
+) -> None:
+    openai_fake.strict = True
+    with pytest.raises(openai.BadRequestError) as caught:
+        await openai_client.chat.completions.create(model="m", messages=[
+            {"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "x", "content": "3"}])
+    assert caught.value.status_code == 400 and "must be a response to a preceeding message" in str(caught.value)
+
+
+async def test_the_fake_sees_a_client_hang_up_during_a_stall(
+    openai_client: openai.AsyncOpenAI, openai_fake: OpenAIFake
+) -> None:
+    openai_fake.stall_after = 10.0
+    stream = await openai_client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": HI}], stream=True)
+    async for _ in stream:
+        break
+    await stream.close()
+    assert await anyio.to_thread.run_sync(openai_fake.disconnected.wait, 3.0)

@@ -31,3 +31,9 @@ async def provider(wire: Wire, fake: FakeServer) -> AsyncIterator[Provider]:
     p = make(wire, fake.url)
     yield p
     await p.aclose()
+
+
+@pytest.fixture
+def request_fixture(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
+    """pytest's `request`, under a name that does not clash with the tests' own `request(...)` helpers."""
+    return request

@@ -98,3 +98,14 @@ async def test_aiohttp_errors_map_like_httpx_ones(
     finally:
         await p.aclose()
     assert (type(caught.value), str(caught.value)) == (error, message.format(url=closed_port))
+
+
+async def test_thought_parts_are_dropped_whole_and_streamed(google_fake: GoogleFake) -> None:
+    google_fake.thought = "Let me think about this carefully."
+    p = make(GOOGLE, google_fake.url)
+    try:
+        whole = await p.complete(ask("hi"))
+        streamed = "".join([c.text async for c in p.stream(ask("hi"))])
+    finally:
+        await p.aclose()
+    assert (whole.content, streamed) == ("echo: hi", "echo: hi")

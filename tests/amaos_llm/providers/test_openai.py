@@ -8,7 +8,7 @@ import re
 import pytest
 
 from amaos_llm.errors import ProviderConnectionError
-from amaos_llm.providers.base import Provider
+from amaos_llm.providers.base import Provider, ProviderChunk, StreamUsage
 from tests.amaos_llm.providers.wires import AIOHTTP_REFUSED, KEY, OPENAI, ask, exactly, make
 from tests.support.fakes import OpenAIFake
 
@@ -83,3 +83,34 @@ async def test_on_aiohttp_user_info_in_the_url_is_refused_before_sending_without
     assert (str(caught.value), len(openai_fake.requests)) == (
         "Cannot combine AUTHORIZATION header with AUTH argument or credentials encoded in URL", 0
     )
+
+
+async def test_openai_streams_without_the_usage_chunk_are_cut(openai_fake: OpenAIFake) -> None:
+    openai_fake.stream_usage = False
+    p = make(OPENAI, openai_fake.url)
+    try:
+        with pytest.raises(ProviderConnectionError, match="^openai: stream ended without its usage chunk: "):
+            _ = [c async for c in p.stream(ask())]
+    finally:
+        await p.aclose()
+
+
+async def test_a_compatible_server_sending_no_usage_streams_at_0_tokens_with_one_warning(
+    openai_fake: OpenAIFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    openai_fake.stream_usage = False
+    p = make(OPENAI, openai_fake.url, provider="openai_compatible", name="no-usage-server")
+    try:
+        first = [c async for c in p.stream(ask("hi"))]
+        second = [c async for c in p.stream(ask("hi"))]
+    finally:
+        await p.aclose()
+    assert first[-1] == second[-1] == ProviderChunk(usage=StreamUsage(0, 0), finish_reason="stop", model="test-model")
+    assert [r.getMessage() for r in caplog.records if r.name == "amaos_llm.providers.openai"] == [
+        "no-usage-server: the server sent no usage in its stream; counting 0 tokens"]
+
+
+async def test_openai_sends_include_usage_on_every_stream(provider: Provider, openai_fake: OpenAIFake) -> None:
+    _ = [c async for c in provider.stream(ask())]
+    body = openai_fake.requests[0].body
+    assert (body["stream"], body["stream_options"]) == (True, {"include_usage": True})

@@ -120,7 +120,7 @@ ANTHROPIC = Wire(
     generate="/v1/messages", health=f"/v1/models/{MODEL}",
     temperature="temperature", max_tokens="max_tokens", seed=None,
     prompt={"system": "be brief", "messages": [{"role": "user", "content": "hi"}]},
-    finish=("end_turn", "max_tokens"),
+    finish=("stop", "length"),
     retry_after=7.0,
     lost={t: {"hang_up": STAINLESS_LOST, "cut": STAINLESS_LOST} for t in ("aiohttp", "default")},
     refused=lambda url, transport: exactly(f"anthropic: connection to {url} failed: ") + STAINLESS_LOST,
@@ -134,7 +134,7 @@ GOOGLE = Wire(
     seed="generationConfig.seed",
     prompt={"systemInstruction.parts": [{"text": "be brief"}],
             "contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
-    finish=("STOP", "MAX_TOKENS"),
+    finish=("stop", "length"),
     retry_after=7.0,
     lost={"aiohttp": {"hang_up": DISCONNECTED, "cut": "ClientPayloadError: " + AIOHTTP_CUT}, "default": HTTPX_LOST},
     refused=lambda url, transport: exactly(f"google: connection to {url} failed: ") + (

@@ -5,7 +5,8 @@
     ├── InvalidRequest              a call's own arguments are out of range (also a ValueError)
     ├── ModelNotFound               force_model / fallback chain names an unknown model
     ├── AllModelsFailed             every candidate failed or was skipped; carries the attempts
-    │   └── DeadlineExceeded        the call's deadline ran out first
+    │   ├── DeadlineExceeded        the call's deadline ran out first
+    │   └── BudgetExceeded          nothing answered and a model was skipped for cost
     └── ProviderError               one provider call failed (mapped from the SDK's exception)
         ├── AuthenticationError     401/403, or a required API key is missing
         ├── RateLimitError          429; `retry_after` seconds when the server said
@@ -29,6 +30,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from amaos_llm.types import Attempt
 
 
@@ -74,6 +77,20 @@ class AllModelsFailed(LLMError):
 
 class DeadlineExceeded(AllModelsFailed):
     """The call's `deadline` ran out before a model answered; `attempts` as far as they got."""
+
+
+class BudgetExceeded(AllModelsFailed):
+    """Nothing answered and at least one model was skipped for cost (over a budget, over
+    `max_cost`, or unpriced under one). `remaining`: what the tightest limit had left (for
+    `max_cost`, the cap itself); `needed`: the cheapest worst case among the models skipped for
+    cost (None if none of them had a price); `scope`: `call|manager|run|node|budget`."""
+
+    def __init__(
+        self, attempts: Sequence[Attempt], *, remaining: Decimal, needed: Decimal | None, scope: str
+    ) -> None:
+        self.remaining, self.needed, self.scope = remaining, needed, scope
+        wanted = "an unpriced model" if needed is None else f"worst case ${needed}"
+        super().__init__(attempts, f"over budget ({scope}): {wanted}, remaining ${remaining}")
 
 
 class ProviderError(LLMError):

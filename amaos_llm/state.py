@@ -157,6 +157,10 @@ class MemoryStore:
         return counter
 
     async def usage(self, key: str) -> Ledger:
+        return self.peek(key)
+
+    def peek(self, key: str) -> Ledger:
+        """`usage` without the await, for sync readers (`Budget.spent`): this store is local."""
         counter = self._counters.get(key)
         if counter is None:
             return Ledger(_ZERO, _ZERO)

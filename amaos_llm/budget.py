@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -76,6 +76,8 @@ class Budget:
         self.scope = scope
         # What this object did, for the sync properties when the store cannot be read without I/O.
         self._mirror = Ledger(_ZERO, _ZERO)
+        self._peek = getattr(self.store, "peek", None)
+        self._local = getattr(self.store, "never_suspends", False)
 
     def __repr__(self) -> str:
         return f"Budget(limit={usd(self.limit)}, spent={usd(self.spent)}, reserved={usd(self.reserved)})"
@@ -85,8 +87,7 @@ class Budget:
         return self._limit
 
     def _ledger(self) -> Ledger:
-        peek = getattr(self.store, "peek", None)
-        return peek(self.key) if peek is not None else self._mirror
+        return self._peek(self.key) if self._peek is not None else self._mirror
 
     @property
     def spent(self) -> Decimal:
@@ -110,17 +111,10 @@ class Budget:
         return {"limit": self._limit, "spent": ledger.spent, "reserved": ledger.reserved,
                 "remaining": ledger.remaining(self._limit)}
 
-    async def _reserve(self, amount: Decimal) -> Reservation | None:
-        reservation = await self.store.reserve(self.key, amount, self._limit)
-        if reservation is not None:
-            self._mirror = Ledger(self._mirror.spent, self._mirror.reserved + amount)
-        return reservation
-
-    async def _close(self, reservation: Reservation, actual: Decimal | None) -> None:
-        closed = (await self.store.release(reservation) if actual is None
-                  else await self.store.settle(reservation, actual))
-        if closed:
-            self._mirror = Ledger(self._mirror.spent + (actual or _ZERO), self._mirror.reserved - reservation.amount)
+    def _note(self, spent: Decimal, reserved: Decimal) -> None:
+        """Keep the mirror of a store that cannot be peeked at (the local store is read directly)."""
+        if self._peek is None:
+            self._mirror = Ledger(self._mirror.spent + spent, self._mirror.reserved + reserved)
 
 
 @dataclass(eq=False)
@@ -142,15 +136,17 @@ class Refusal:
         return await self.budget.store.wait(self.budget.key, timeout)
 
 
-@dataclass(eq=False)
 class Hold:
     """An attempt's worst case held on every ledger in force; closed once, by settle or release."""
 
-    worst_case: Decimal
-    held: list[tuple[Budget, Reservation]] = field(default_factory=list)
-    model_name: str = ""
-    cost: Decimal | None = None  # what settle charged
-    closed: bool = False
+    __slots__ = ("closed", "cost", "held", "model_name", "worst_case")
+
+    def __init__(self, worst_case: Decimal, model_name: str = "", *, closed: bool = False) -> None:
+        self.worst_case = worst_case
+        self.model_name = model_name
+        self.held: list[tuple[Budget, Reservation]] = []
+        self.cost: Decimal | None = None  # what settle charged
+        self.closed = closed
 
     async def settle(self, cost: Decimal) -> None:
         """Charge the attempt's real cost on every ledger, even above the worst case."""
@@ -169,6 +165,9 @@ class Hold:
             if cost > self.worst_case:
                 log.warning("model %r cost $%s, above the $%s reserved for it: charged in full",
                             self.model_name, usd(cost), usd(self.worst_case))
+        if all(budget._local for budget, _ in self.held):
+            await _close_all(self.held, cost)  # no checkpoint inside: a cancel cannot interrupt it
+            return
         # Shielded: a cancelled call must still close what it holds, or the room stays taken.
         with anyio.CancelScope(shield=True):
             await _close_all(self.held, cost)
@@ -186,10 +185,16 @@ async def _close_all(held: Sequence[tuple[Budget, Reservation]], cost: Decimal |
     failure: BaseException | None = None
     for budget, reservation in held:
         try:
-            await budget._close(reservation, cost)
+            if cost is None:
+                closed = await budget.store.release(reservation)
+            else:
+                closed = await budget.store.settle(reservation, cost)
         except Exception as exc:  # noqa: BLE001 - re-raised below, once every ledger had its turn
             log.error("budget store failed to close a reservation on %r: %r", budget.key, exc)
             failure = failure or exc
+            continue
+        if closed and budget._peek is None:
+            budget._note(cost or _ZERO, -reservation.amount)
     if failure is not None:
         raise failure
 
@@ -236,7 +241,7 @@ class BudgetGuard:
         hold = Hold(worst_case, model_name=model_name)
         for budget in self.budgets:
             try:
-                reservation = await budget._reserve(worst_case)
+                reservation = await budget.store.reserve(budget.key, worst_case, budget._limit)
             except BaseException:
                 await hold.release()  # a store failure or a cancel here: free what was taken
                 raise
@@ -247,6 +252,8 @@ class BudgetGuard:
                 self.refusals.append(refusal)
                 return refusal
             hold.held.append((budget, reservation))
+            if budget._peek is None:
+                budget._note(_ZERO, worst_case)
         return hold
 
     def _static_refusal(self, worst_case: Decimal | None) -> Refusal | None:

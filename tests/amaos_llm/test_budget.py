@@ -231,6 +231,41 @@ async def test_a_shared_store_and_key_make_one_ledger_for_two_budgets() -> None:
     assert (await refused(BudgetGuard([b]), "0.5")).reason.startswith("over budget (budget)")
 
 
+class RemoteLikeStore:
+    """A store readable only with an await (like Redis): `Budget` mirrors what it did itself."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+
+    async def reserve(self, key: str, amount: Decimal, limit: Decimal, *, window_s: float | None = None
+                      ) -> Reservation | None:
+        return await self.inner.reserve(key, amount, limit, window_s=window_s)
+
+    async def settle(self, reservation: Reservation, actual: Decimal) -> bool:
+        return await self.inner.settle(reservation, actual)
+
+    async def release(self, reservation: Reservation) -> bool:
+        return await self.inner.release(reservation)
+
+    async def usage(self, key: str) -> Ledger:
+        return await self.inner.usage(key)
+
+    async def wait(self, key: str, timeout: float) -> bool:
+        return await self.inner.wait(key, timeout)
+
+
+async def test_a_budget_on_a_store_without_peek_mirrors_its_own_reservations() -> None:
+    b = Budget(1, store=RemoteLikeStore())
+    first = await held(BudgetGuard([b]), "0.5")
+    second = await held(BudgetGuard([b]), "0.25")
+    assert (b.spent, b.reserved, b.remaining) == (0, D("0.75"), D("0.25"))
+    await first.settle(D("0.1"))
+    await second.release()
+    await second.settle(D("9"))  # already closed: nothing
+    assert (b.spent, b.reserved) == (D("0.1"), 0)
+    assert await b.usage() == Ledger(D("0.1"), D(0))
+
+
 async def test_issue_36926_two_hundred_calls_in_waves_on_one_dollar_all_get_through() -> None:
     """$1, 200 calls each holding $0.05 worst case, paying $0.001: at most 20 fit at once; the
     rest are blocked, wait for a settle and pass. No false "budget exceeded"."""

@@ -16,18 +16,22 @@ Exceptions (all `LLMError`)::
     ├── InvalidRequest              a call's arguments out of range (before anything is sent)
     ├── ModelNotFound               unknown model name; lists the known ones
     ├── AllModelsFailed             every candidate failed or was skipped; `.attempts`
-    │   └── DeadlineExceeded        the call's deadline ran out first
+    │   ├── DeadlineExceeded        the call's deadline ran out first
+    │   └── BudgetExceeded          skipped for cost; `.remaining`, `.needed`, `.scope`
     └── ProviderError               one provider call failed
         ├── AuthenticationError     ├── RateLimitError (.retry_after)   ├── ProviderTimeout
         ├── ProviderConnectionError ├── BadRequestError                 ├── ServerError
         ├── ModelLoadError          └── ContextWindowExceeded (a BadRequestError)
 """
 
+from amaos_llm.batch import BatchRequest, BatchResult
+from amaos_llm.budget import Budget
 from amaos_llm.config import Defaults, LLMConfig, ModelSpec, RoutingConfig
 from amaos_llm.errors import (
     AllModelsFailed,
     AuthenticationError,
     BadRequestError,
+    BudgetExceeded,
     ConfigError,
     ContextWindowExceeded,
     DeadlineExceeded,
@@ -43,6 +47,8 @@ from amaos_llm.errors import (
 )
 from amaos_llm.manager import LLMManager
 from amaos_llm.shared_manager import get_llm_manager, set_llm_manager
+from amaos_llm.state import Ledger, MemoryStore, Reservation, StateStore
+from amaos_llm.tokens import Estimate
 from amaos_llm.types import Attempt, LLMResult, Message, Usage
 
 __all__ = [
@@ -50,15 +56,22 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BatchRequest",
+    "BatchResult",
+    "Budget",
+    "BudgetExceeded",
     "ConfigError",
     "ContextWindowExceeded",
     "DeadlineExceeded",
     "Defaults",
+    "Estimate",
     "InvalidRequest",
     "LLMConfig",
     "LLMError",
     "LLMManager",
     "LLMResult",
+    "Ledger",
+    "MemoryStore",
     "Message",
     "ModelLoadError",
     "ModelNotFound",
@@ -67,8 +80,10 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "RateLimitError",
+    "Reservation",
     "RoutingConfig",
     "ServerError",
+    "StateStore",
     "Usage",
     "get_llm_manager",
     "set_llm_manager",

@@ -12,11 +12,12 @@ import amaos_llm.providers
 
 def test_amaos_llm_exports_exactly_the_documented_names() -> None:
     assert sorted(amaos_llm.__all__) == [
-        "AllModelsFailed", "Attempt", "AuthenticationError", "BadRequestError", "ConfigError",
-        "ContextWindowExceeded", "DeadlineExceeded", "Defaults", "InvalidRequest", "LLMConfig", "LLMError",
-        "LLMManager", "LLMResult", "Message", "ModelLoadError", "ModelNotFound",
-        "ModelSpec", "ProviderConnectionError", "ProviderError", "ProviderTimeout", "RateLimitError",
-        "RoutingConfig", "ServerError", "Usage", "get_llm_manager", "set_llm_manager",
+        "AllModelsFailed", "Attempt", "AuthenticationError", "BadRequestError", "BatchRequest", "BatchResult",
+        "Budget", "BudgetExceeded", "ConfigError",
+        "ContextWindowExceeded", "DeadlineExceeded", "Defaults", "Estimate", "InvalidRequest", "LLMConfig", "LLMError",
+        "LLMManager", "LLMResult", "Ledger", "MemoryStore", "Message", "ModelLoadError", "ModelNotFound",
+        "ModelSpec", "ProviderConnectionError", "ProviderError", "ProviderTimeout", "RateLimitError", "Reservation",
+        "RoutingConfig", "ServerError", "StateStore", "Usage", "get_llm_manager", "set_llm_manager",
     ]
     assert all(hasattr(amaos_llm, name) for name in amaos_llm.__all__)
 

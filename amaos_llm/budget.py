@@ -139,10 +139,12 @@ class Refusal:
 class Hold:
     """An attempt's worst case held on every ledger in force; closed once, by settle or release."""
 
-    __slots__ = ("closed", "cost", "held", "model_name", "worst_case")
+    __slots__ = ("closed", "cost", "held", "local", "model_name", "worst_case")
 
-    def __init__(self, worst_case: Decimal, model_name: str = "", *, closed: bool = False) -> None:
+    def __init__(self, worst_case: Decimal, model_name: str = "", *, closed: bool = False,
+                 local: bool = False) -> None:
         self.worst_case = worst_case
+        self.local = local  # every ledger is on a store that never suspends
         self.model_name = model_name
         self.held: list[tuple[Budget, Reservation]] = []
         self.cost: Decimal | None = None  # what settle charged
@@ -165,7 +167,7 @@ class Hold:
             if cost > self.worst_case:
                 log.warning("model %r cost $%s, above the $%s reserved for it: charged in full",
                             self.model_name, usd(cost), usd(self.worst_case))
-        if all(budget._local for budget, _ in self.held):
+        if self.local:
             await _close_all(self.held, cost)  # no checkpoint inside: a cancel cannot interrupt it
             return
         # Shielded: a cancelled call must still close what it holds, or the room stays taken.
@@ -212,6 +214,7 @@ class BudgetGuard:
         self.budgets = tuple(budgets)
         self.max_cost = max_cost
         self.active = bool(self.budgets) or max_cost is not None
+        self._local = all(budget._local for budget in self.budgets)
         self.refusals: list[Refusal] = []
 
     def check(self, worst_case: Decimal | None) -> str | None:
@@ -238,7 +241,7 @@ class BudgetGuard:
             self.refusals.append(refusal)
             return refusal
         assert worst_case is not None
-        hold = Hold(worst_case, model_name=model_name)
+        hold = Hold(worst_case, model_name, local=self._local)
         for budget in self.budgets:
             try:
                 reservation = await budget.store.reserve(budget.key, worst_case, budget._limit)

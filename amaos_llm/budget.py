@@ -241,6 +241,8 @@ class BudgetGuard:
             self.refusals.append(refusal)
             return refusal
         assert worst_case is not None
+        if not worst_case:  # a free model holds nothing, and an overspent ledger does not stop it
+            return _NO_BUDGET
         hold = Hold(worst_case, model_name, local=self._local)
         for budget in self.budgets:
             try:

@@ -131,6 +131,14 @@ async def test_without_limits_the_guard_is_inactive_and_holds_nothing() -> None:
     assert guard.check(None) is None
 
 
+async def test_a_free_model_passes_even_an_overspent_budget_and_holds_nothing() -> None:
+    b = Budget("0.10")
+    await (await held(BudgetGuard([b]), "0.05")).settle(D("0.20"))  # charged above its worst case
+    hold = await BudgetGuard([b]).reserve(D(0), "local")
+    assert isinstance(hold, Hold) and hold.closed
+    assert (b.spent, b.reserved, b.remaining) == (D("0.20"), 0, 0)
+
+
 async def test_check_reports_the_skip_without_reserving() -> None:
     b = Budget("1")
     guard = BudgetGuard([b], max_cost=D("0.5"))

@@ -13,6 +13,11 @@ from amaos_llm.limits import RateLimiter, RateLimits, RateRefusal, Ticket
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 class FakeClock:
     """Virtual time: tasks sleep until a moment; when all are blocked, time jumps to the earliest."""
 

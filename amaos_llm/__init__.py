@@ -16,19 +16,23 @@ Exceptions (all `LLMError`)::
     ├── InvalidRequest              a call's arguments out of range (before anything is sent)
     ├── ModelNotFound               unknown model name; lists the known ones
     ├── AllModelsFailed             every candidate failed or was skipped; `.attempts`
-    │   └── DeadlineExceeded        the call's deadline ran out first
+    │   ├── DeadlineExceeded        the call's deadline ran out first
+    │   └── BudgetExceeded          skipped for cost; `.remaining`, `.needed`, `.scope`
     └── ProviderError               one provider call failed
         ├── AuthenticationError     ├── RateLimitError (.retry_after)   ├── ProviderTimeout
         ├── ProviderConnectionError ├── BadRequestError                 ├── ServerError
         ├── ModelLoadError          └── ContextWindowExceeded (a BadRequestError)
 """
 
+from amaos_llm.batch import BatchRequest, BatchResult
+from amaos_llm.budget import Budget
 from amaos_llm.config import Defaults, LLMConfig, ModelSpec, RoutingConfig
 from amaos_llm.content import ImagePart, TextPart
 from amaos_llm.errors import (
     AllModelsFailed,
     AuthenticationError,
     BadRequestError,
+    BudgetExceeded,
     ConfigError,
     ContextWindowExceeded,
     DeadlineExceeded,
@@ -45,7 +49,9 @@ from amaos_llm.errors import (
 )
 from amaos_llm.manager import LLMManager
 from amaos_llm.shared_manager import get_llm_manager, set_llm_manager
+from amaos_llm.state import Ledger, MemoryStore, Reservation, StateStore
 from amaos_llm.streaming import Chunk, ChunkStream, StreamCallbacks
+from amaos_llm.tokens import Estimate
 from amaos_llm.tools import Tool
 from amaos_llm.types import Attempt, LLMResult, Message, ToolCall, Usage
 
@@ -54,18 +60,25 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BatchRequest",
+    "BatchResult",
+    "Budget",
+    "BudgetExceeded",
     "Chunk",
     "ChunkStream",
     "ConfigError",
     "ContextWindowExceeded",
     "DeadlineExceeded",
     "Defaults",
+    "Estimate",
     "ImagePart",
     "InvalidRequest",
     "LLMConfig",
     "LLMError",
     "LLMManager",
     "LLMResult",
+    "Ledger",
+    "MemoryStore",
     "Message",
     "ModelLoadError",
     "ModelNotFound",
@@ -74,8 +87,10 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "RateLimitError",
+    "Reservation",
     "RoutingConfig",
     "ServerError",
+    "StateStore",
     "StreamCallbacks",
     "StreamInterrupted",
     "TextPart",

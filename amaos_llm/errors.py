@@ -5,7 +5,8 @@
     ├── InvalidRequest              a call's own arguments are out of range (also a ValueError)
     ├── ModelNotFound               force_model / fallback chain names an unknown model
     ├── AllModelsFailed             every candidate failed or was skipped; carries the attempts
-    │   └── DeadlineExceeded        the call's deadline ran out first
+    │   ├── DeadlineExceeded        the call's deadline ran out first
+    │   └── BudgetExceeded          nothing answered and a model was skipped for cost
     ├── StreamInterrupted           a stream failed after yielding text; carries partial_text
     └── ProviderError               one provider call failed (mapped from the SDK's exception)
         ├── AuthenticationError     401/403, or a required API key is missing
@@ -95,6 +96,20 @@ class StreamInterrupted(LLMError):
         self.partial_text, self.model_name, self.attempts = partial_text, model_name, list(attempts)
         self.usage, self.cost = usage, cost
         super().__init__(message)
+
+
+class BudgetExceeded(AllModelsFailed):
+    """Nothing answered and at least one model was skipped for cost (over a budget, over
+    `max_cost`, or unpriced under one). `remaining`: what the tightest limit had left (for
+    `max_cost`, the cap itself); `needed`: the cheapest worst case among the models skipped for
+    cost (None if none of them had a price); `scope`: `call|manager|run|node|budget`."""
+
+    def __init__(
+        self, attempts: Sequence[Attempt], *, remaining: Decimal, needed: Decimal | None, scope: str
+    ) -> None:
+        self.remaining, self.needed, self.scope = remaining, needed, scope
+        wanted = "an unpriced model" if needed is None else f"worst case ${needed}"
+        super().__init__(attempts, f"over budget ({scope}): {wanted}, remaining ${remaining}")
 
 
 class ProviderError(LLMError):

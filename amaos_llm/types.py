@@ -10,7 +10,7 @@ import secrets
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field, model_validator
 
 from amaos_llm.content import ImagePart, Part, TextPart
 
@@ -77,12 +77,29 @@ class Message(BaseModel):
 
 
 class Usage(BaseModel):
-    """Token counts as the provider reported them."""
+    """Token counts as the provider reported them.
+
+    `cache_read_tokens` (prompt tokens served from the provider's prompt cache) and
+    `cache_write_tokens` (prompt tokens written to it) are parts of `input_tokens`, not additions:
+    OpenAI's `cached_tokens`, Anthropic's `cache_read/creation_input_tokens`, Gemini's
+    `cachedContentTokenCount`. Each is priced at its own rate.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _cache_inside_input(self) -> Usage:
+        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValueError(
+                f"cache_read_tokens ({self.cache_read_tokens}) + cache_write_tokens ({self.cache_write_tokens}) "
+                f"are part of input_tokens ({self.input_tokens}) and cannot exceed it"
+            )
+        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -90,10 +107,24 @@ class Usage(BaseModel):
         return self.input_tokens + self.output_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-        )
+        # Sums of valid counts are valid, so this skips validation: it runs for every answer, and
+        # building the instance by hand (what `model_construct` does, minus its overhead) costs a
+        # third of a validated construction.
+        total = object.__new__(Usage)
+        _set = object.__setattr__
+        _set(total, "__dict__", {
+            "input_tokens": self.input_tokens + other.input_tokens,
+            "output_tokens": self.output_tokens + other.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens + other.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens + other.cache_write_tokens,
+        })
+        _set(total, "__pydantic_fields_set__", set(_USAGE_FIELDS))
+        _set(total, "__pydantic_extra__", None)
+        _set(total, "__pydantic_private__", None)
+        return total
+
+
+_USAGE_FIELDS = frozenset(Usage.model_fields)
 
 
 class Attempt(BaseModel):

@@ -28,7 +28,7 @@ from bench import report, venv
 
 REPO = venv.REPO
 RESULTS = REPO / "bench" / "results"
-BENCHMARKS = ("imports", "routing", "concurrency", "graph", "embedded", "cost", "streaming")
+BENCHMARKS = ("imports", "routing", "concurrency", "graph", "embedded", "cost", "streaming", "batch")
 HTTP_BENCHMARKS = {"routing", "concurrency", "streaming"}
 
 # Nothing but 127.0.0.1 and (for the venv) PyPI: LiteLLM must use its bundled price list, no
@@ -79,6 +79,7 @@ def plan(only: set[str], quick: bool, url: str, refused: str) -> list[Job]:
     jobs += [Job("graph", ("--shape", "concurrent", "--sides", side, *q)) for side in sides]
     jobs += [Job("embedded", q), Job("cost", q)]
     jobs += [Job("streaming", ("--side", "library", *q)), Job("streaming", ("--side", "cli", "--url", url, *q))]
+    jobs += [Job("batch", q)]
     return [j for j in jobs if j.benchmark in only]
 
 

@@ -1,6 +1,7 @@
 """Benchmark 7 (a hook for now): the cost-efficiency workload of the budgets feature.
 
-It reports itself skipped until `amaos_llm` has budgets. When they land, replace `measure()`:
+It reports itself skipped until the manager takes a budget (`LLMManager(budget_usd=)`; the
+budget pieces in `amaos_llm.budget` land first). When it does, replace `measure()`:
 a fixed workload through a manager with a budget, returning metrics in the shape the other
 benchmarks use (see `bench.timing.metric` / `value`), and add its rows to `bench.report`.
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 from typing import Any
 
 from bench.timing import emit
@@ -21,6 +23,10 @@ FEATURE_MODULE = "amaos_llm.budget"
 def skip_reason() -> str | None:
     if importlib.util.find_spec(FEATURE_MODULE) is None:
         return f"{FEATURE_MODULE} does not exist yet (the budgets issue); nothing to measure"
+    from amaos_llm import LLMManager
+
+    if "budget_usd" not in inspect.signature(LLMManager).parameters:
+        return "LLMManager takes no budget_usd yet (the budgets wiring); nothing to measure"
     return None
 
 

@@ -163,7 +163,30 @@ def rows(r: Results) -> list[Row]:
         Row("6. Embedded", "model load (first call, 1 token), once per process",
             r.get("embedded", "ours", "load"), "raw xllamacpp", r.get("embedded", "raw", "load")),
     ]
-    return out + streaming_rows(r)
+    return out + streaming_rows(r) + batch_rows(r)
+
+
+def batch_rows(r: Results) -> list[Row]:
+    n = r.params("batch", "ours").get("requests", 0)
+    return [
+        Row("9. Batch and budgets", f"`run_batch` of {n:,} instant callable requests at concurrency 256: s",
+            r.get("batch", "ours", "batch"), "`asyncio.Semaphore(256)` + `gather`, same chat() calls",
+            r.get("batch", "gather", "batch")),
+        Row("9. Batch and budgets", "price lookup + cost of a usage, after the first (genai-prices, cached tokens)",
+            r.get("batch", "ours", "price_lookup"), "", None),
+        Row("9. Batch and budgets", "budget reserve + settle, local store, per call",
+            r.get("batch", "ours", "reserve_settle"), "", None),
+    ]
+
+
+def batch_targets(r: Results) -> list[Target]:
+    ours, floor = r.get("batch", "ours", "batch"), r.get("batch", "gather", "batch")
+    return [
+        Target("batch of instant requests, ours ÷ Semaphore + gather (wall time)",
+               None if ours is None or floor is None else ours["median"] / floor["median"], "×", 2, True),
+        Target("price lookup after the first (median)", _median(r.get("batch", "ours", "price_lookup")), "µs", 5, True),
+        Target("budget reserve + settle (median)", _median(r.get("batch", "ours", "reserve_settle")), "µs", 3, True),
+    ]
 
 
 def streaming_rows(r: Results) -> list[Row]:
@@ -235,6 +258,7 @@ def targets(r: Results) -> list[Target]:
                _percent(r.get("embedded", "ours", "tokens_per_s"), r.get("embedded", "raw", "tokens_per_s")),
                "%", 90, False),
         *streaming_targets(r),
+        *batch_targets(r),
     ]
 
 

@@ -12,13 +12,13 @@ import amaos_llm.providers
 
 def test_amaos_llm_exports_exactly_the_documented_names() -> None:
     assert sorted(amaos_llm.__all__) == [
-        "AllModelsFailed", "Attempt", "AuthenticationError", "BadRequestError", "Chunk", "ChunkStream", "ConfigError",
-        "ContextWindowExceeded", "DeadlineExceeded", "Defaults", "ImagePart", "InvalidRequest", "LLMConfig",
-        "LLMError", "LLMManager", "LLMResult", "Message", "ModelLoadError", "ModelNotFound",
-        "ModelSpec", "ProviderConnectionError", "ProviderError", "ProviderTimeout", "RateLimitError",
-        "RoutingConfig", "ServerError", "StreamCallbacks", "StreamInterrupted", "TextPart", "Tool", "ToolCall",
-        "Usage", "get_llm_manager",
-        "set_llm_manager",
+        "AllModelsFailed", "Attempt", "AuthenticationError", "BadRequestError", "BatchRequest", "BatchResult",
+        "Budget", "BudgetExceeded", "Chunk", "ChunkStream", "ConfigError", "ContextWindowExceeded",
+        "DeadlineExceeded", "Defaults", "Estimate", "ImagePart", "InvalidRequest", "LLMConfig", "LLMError",
+        "LLMManager", "LLMResult", "Ledger", "MemoryStore", "Message", "ModelLoadError", "ModelNotFound",
+        "ModelSpec", "ProviderConnectionError", "ProviderError", "ProviderTimeout", "RateLimitError", "Reservation",
+        "RoutingConfig", "ServerError", "StateStore", "StreamCallbacks", "StreamInterrupted", "TextPart", "Tool",
+        "ToolCall", "Usage", "get_llm_manager", "set_llm_manager",
     ]
     assert all(hasattr(amaos_llm, name) for name in amaos_llm.__all__)
 

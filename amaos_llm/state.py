@@ -1,0 +1,183 @@
+"""Shared counters behind one small async protocol: reserve, then settle or release.
+
+Budgets (dollars) and, for a fleet, rate limits (requests, tokens) are the same problem: many calls
+in flight draw on one limit, and a call must hold its worst case before it starts, or concurrent
+calls that each saw room together overspend (check-then-charge; LiteLLM #26672, #34732). So a store
+offers one atomic step, *reserve if it fits*, and closes each reservation exactly once: `settle`
+at the real amount, or `release` when nothing was used.
+
+`MemoryStore` keeps the counters in this process. Its methods never suspend between reading and
+writing a counter, so on one event loop (asyncio or trio) each step is atomic without a lock. It
+is not thread-safe: use it from one event loop. A Redis store will pass the same contract tests
+(tests/amaos_llm/test_state.py), keeping amounts as integer nano-dollars.
+
+Call points: `reserve(key, amount, limit, *, window_s=None) -> Reservation | None`,
+`settle(reservation, actual)`, `release(reservation)`, `usage(key) -> Ledger`, `wait(key, timeout)`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import anyio
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """A key's counters: `spent` (settled; within the window for a windowed key) and `reserved`
+    (held by reservations not yet settled or released)."""
+
+    spent: Decimal
+    reserved: Decimal
+
+    def remaining(self, limit: Decimal) -> Decimal:
+        """What a new reservation may still take: max(0, limit − spent − reserved)."""
+        return max(_ZERO, limit - self.spent - self.reserved)
+
+
+class Reservation(NamedTuple):
+    """A held amount on one key; `id` is unique per store. (A tuple: made on every send.)"""
+
+    key: str
+    amount: Decimal
+    id: int
+    window_s: float | None = None
+    at: float = 0.0  # store clock when reserved; a windowed amount counts from then
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    async def reserve(
+        self, key: str, amount: Decimal, limit: Decimal, *, window_s: float | None = None
+    ) -> Reservation | None:
+        """Hold `amount` on `key` if spent + reserved + amount ≤ limit, atomically; else None.
+        `window_s`: spent amounts count for that many seconds after they were reserved."""
+        ...
+
+    async def settle(self, reservation: Reservation, actual: Decimal) -> bool:
+        """Turn the reservation into `actual` spent (even above the amount held). Only the first
+        settle/release of a reservation counts; returns whether this one did."""
+        ...
+
+    async def release(self, reservation: Reservation) -> bool:
+        """Drop the reservation, nothing spent. Idempotent like `settle`."""
+        ...
+
+    async def usage(self, key: str) -> Ledger: ...
+
+    async def wait(self, key: str, timeout: float) -> bool:
+        """Sleep until a reservation on `key` closes (room may have freed) or `timeout` passes;
+        True if one closed."""
+        ...
+
+
+@dataclass(slots=True)
+class _Counter:
+    spent: Decimal = _ZERO
+    reserved: Decimal = _ZERO
+    open: dict[int, Decimal] = field(default_factory=dict)
+    # windowed keys: a heap of (reserved at, id, amount) of settled spending; settles come in any
+    # order, but an amount counts from the moment it was reserved (a send counts when it is sent)
+    history: list[tuple[float, int, Decimal]] = field(default_factory=list)
+    closed: anyio.Event | None = None
+    window_s: float | None = None  # the window of a windowed key, from its reservations
+
+
+class MemoryStore:
+    """The process-local `StateStore`; `clock` (seconds, monotonic) drives windows in tests."""
+
+    # Its methods finish without suspending, so no cancellation can land inside them: callers
+    # may skip the shielded scope they would otherwise need around settle/release (5 µs each).
+    never_suspends = True
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._counters: dict[str, _Counter] = {}
+        self._ids = itertools.count(1)
+        self._clock = clock
+
+    def _counter(self, key: str) -> _Counter:
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = _Counter()
+        return counter
+
+    def _expire(self, counter: _Counter, window_s: float | None) -> None:
+        if window_s is None or not counter.history:
+            return
+        horizon = self._clock() - window_s
+        history = counter.history
+        while history and history[0][0] <= horizon:
+            counter.spent -= heapq.heappop(history)[2]
+
+    # No `await` in the bodies below until the counters are updated: that is the atomicity.
+    async def reserve(
+        self, key: str, amount: Decimal, limit: Decimal, *, window_s: float | None = None
+    ) -> Reservation | None:
+        if amount < 0:
+            raise ValueError(f"reserve: amount must be >= 0, got {amount}")
+        counter = self._counter(key)
+        if window_s is not None:
+            counter.window_s = window_s
+            self._expire(counter, window_s)
+        if counter.spent + counter.reserved + amount > limit:
+            return None
+        at = self._clock() if window_s is not None else 0.0
+        reservation = Reservation(key, amount, next(self._ids), window_s, at)
+        counter.open[reservation.id] = amount
+        counter.reserved += amount
+        return reservation
+
+    async def settle(self, reservation: Reservation, actual: Decimal) -> bool:
+        if actual < 0:
+            raise ValueError(f"settle: actual must be >= 0, got {actual}")
+        counter = self._close(reservation)
+        if counter is None:
+            return False
+        counter.spent += actual
+        if reservation.window_s is not None:
+            heapq.heappush(counter.history, (reservation.at, reservation.id, actual))
+            self._expire(counter, reservation.window_s)
+        return True
+
+    async def release(self, reservation: Reservation) -> bool:
+        return self._close(reservation) is not None
+
+    def _close(self, reservation: Reservation) -> _Counter | None:
+        counter = self._counters.get(reservation.key)
+        if counter is None or counter.open.pop(reservation.id, None) is None:
+            return None
+        counter.reserved -= reservation.amount
+        if counter.closed is not None:  # wake the waiters, then the next waiter makes a new event
+            counter.closed.set()
+            counter.closed = None
+        return counter
+
+    async def usage(self, key: str) -> Ledger:
+        return self.peek(key)
+
+    def peek(self, key: str) -> Ledger:
+        """`usage` without the await, for sync readers (`Budget.spent`): this store is local."""
+        counter = self._counters.get(key)
+        if counter is None:
+            return Ledger(_ZERO, _ZERO)
+        self._expire(counter, counter.window_s)
+        return Ledger(counter.spent, counter.reserved)
+
+    async def wait(self, key: str, timeout: float) -> bool:
+        counter = self._counter(key)
+        if counter.closed is None:
+            counter.closed = anyio.Event()
+        event = counter.closed
+        with anyio.move_on_after(timeout):
+            await event.wait()
+            return True
+        return False
+

@@ -1,0 +1,156 @@
+"""The `StateStore` contract, one suite for every store (a Redis store joins the parameters)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import anyio
+import pytest
+
+from amaos_llm.state import Ledger, MemoryStore, StateStore
+
+pytestmark = pytest.mark.anyio
+
+D = Decimal
+
+
+@dataclass
+class Harness:
+    store: StateStore
+    now: list[float]
+
+    def advance(self, seconds: float) -> None:
+        self.now[0] += seconds
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)  # the stores are anyio: both event loops
+
+
+@pytest.fixture(params=["memory"])
+def h(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    now = [1000.0]
+    if request.param == "memory":
+        yield Harness(MemoryStore(clock=lambda: now[0]), now)
+
+
+async def test_memory_store_is_a_state_store() -> None:
+    assert isinstance(MemoryStore(), StateStore)
+
+
+async def test_reserve_holds_the_amount_when_it_fits(h: Harness) -> None:
+    res = await h.store.reserve("k", D("0.30"), D("1"))
+    assert res is not None and res.amount == D("0.30") and res.key == "k"
+    assert await h.store.usage("k") == Ledger(spent=D(0), reserved=D("0.30"))
+
+
+async def test_reserve_up_to_the_limit_exactly_and_not_a_cent_more(h: Harness) -> None:
+    assert await h.store.reserve("k", D("0.60"), D("1")) is not None
+    assert await h.store.reserve("k", D("0.41"), D("1")) is None
+    assert await h.store.reserve("k", D("0.40"), D("1")) is not None
+    assert await h.store.usage("k") == Ledger(D(0), D("1.00"))
+
+
+async def test_settle_turns_the_reservation_into_the_real_amount(h: Harness) -> None:
+    res = await h.store.reserve("k", D("0.50"), D("1"))
+    assert res is not None
+    assert await h.store.settle(res, D("0.123")) is True
+    assert await h.store.usage("k") == Ledger(D("0.123"), D(0))
+
+
+async def test_settle_charges_even_above_the_amount_held(h: Harness) -> None:
+    res = await h.store.reserve("k", D("0.50"), D("1"))
+    assert res is not None
+    await h.store.settle(res, D("0.75"))
+    assert await h.store.usage("k") == Ledger(D("0.75"), D(0))
+
+
+async def test_settle_and_release_count_once_whatever_comes_after(h: Harness) -> None:
+    res = await h.store.reserve("k", D("0.50"), D("1"))
+    assert res is not None
+    assert await h.store.settle(res, D("0.2")) is True
+    assert await h.store.settle(res, D("0.2")) is False
+    assert await h.store.release(res) is False
+    assert await h.store.usage("k") == Ledger(D("0.2"), D(0))
+    other = await h.store.reserve("k", D("0.1"), D("1"))
+    assert other is not None
+    assert await h.store.release(other) is True
+    assert await h.store.release(other) is False
+    assert await h.store.settle(other, D("0.1")) is False
+    assert await h.store.usage("k") == Ledger(D("0.2"), D(0))
+
+
+async def test_release_frees_the_room(h: Harness) -> None:
+    res = await h.store.reserve("k", D("1"), D("1"))
+    assert res is not None and await h.store.reserve("k", D("0.01"), D("1")) is None
+    await h.store.release(res)
+    assert await h.store.reserve("k", D("1"), D("1")) is not None
+
+
+async def test_keys_are_independent(h: Harness) -> None:
+    assert await h.store.reserve("a", D("1"), D("1")) is not None
+    assert await h.store.reserve("b", D("1"), D("1")) is not None
+    assert await h.store.usage("never-used") == Ledger(D(0), D(0))
+
+
+async def test_a_negative_amount_is_refused(h: Harness) -> None:
+    with pytest.raises(ValueError, match="amount must be >= 0"):
+        await h.store.reserve("k", D("-1"), D("1"))
+
+
+async def test_concurrent_reservations_never_exceed_the_limit(h: Harness) -> None:
+    got: list[bool] = []
+
+    async def one() -> None:
+        await anyio.sleep(0)
+        got.append(await h.store.reserve("k", D("0.01"), D("0.50")) is not None)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(200):
+            tg.start_soon(one)
+    assert got.count(True) == 50
+    assert await h.store.usage("k") == Ledger(D(0), D("0.50"))
+
+
+async def test_windowed_spending_counts_for_window_s_after_it_was_reserved(h: Harness) -> None:
+    first = await h.store.reserve("rpm", D(1), D(2), window_s=60)
+    h.advance(10)
+    second = await h.store.reserve("rpm", D(1), D(2), window_s=60)
+    assert first is not None and second is not None
+    await h.store.settle(second, D(1))  # settled out of order: each counts from its own reservation
+    await h.store.settle(first, D(1))
+    assert await h.store.reserve("rpm", D(1), D(2), window_s=60) is None
+    h.advance(50)  # 60 s after the first reservation
+    assert await h.store.usage("rpm") == Ledger(D(1), D(0))
+    assert await h.store.reserve("rpm", D(1), D(2), window_s=60) is not None
+    h.advance(10)
+    assert await h.store.usage("rpm") == Ledger(D(0), D(1))
+
+
+async def test_open_reservations_do_not_expire(h: Harness) -> None:
+    assert await h.store.reserve("tpm", D(5), D(5), window_s=60) is not None
+    h.advance(3600)
+    assert await h.store.reserve("tpm", D(1), D(5), window_s=60) is None
+
+
+async def test_wait_wakes_when_a_reservation_on_the_key_closes(h: Harness) -> None:
+    res = await h.store.reserve("k", D(1), D(1))
+    assert res is not None
+    woke: list[bool] = []
+    async with anyio.create_task_group() as tg:
+        async def waiter() -> None:
+            woke.append(await h.store.wait("k", timeout=5))
+
+        tg.start_soon(waiter)
+        tg.start_soon(waiter)
+        await anyio.sleep(0.01)
+        await h.store.release(res)
+    assert woke == [True, True]
+
+
+async def test_wait_gives_up_after_the_timeout(h: Harness) -> None:
+    with anyio.fail_after(1):
+        assert await h.store.wait("k", timeout=0.01) is False

@@ -43,8 +43,12 @@ class OpenAIProvider(Provider):
             kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0, "http_client": http_client}
             if self.spec.base_url:
                 kwargs["base_url"] = self.spec.base_url
-            self._sdk_client = openai.AsyncOpenAI(**kwargs)
+            self._sdk_client = self._new_client(openai, kwargs)
         return self._sdk_client
+
+    def _new_client(self, sdk: Any, kwargs: dict[str, Any]) -> openai.AsyncOpenAI:
+        """The SDK client from the common arguments; a subclass on another endpoint (Azure) overrides it."""
+        return sdk.AsyncOpenAI(**kwargs)
 
     async def complete(self, request: ProviderRequest) -> ProviderReply:
         limit = "max_completion_tokens" if self.spec.provider == "openai" else "max_tokens"

@@ -6,6 +6,7 @@ exception has to be mapped (a loaded SDK is the only thing that can have raised 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -204,7 +205,7 @@ class BedrockErrors:
             return self.cut(describe(exc))
         if isinstance(exc, bex.HTTPClientError):
             return connection_error(PROVIDER, describe(exc), url=self._url(), cause=exc)
-        if isinstance(exc, (ResponseParserError, EventStreamParserError, ValueError)):
+        if isinstance(exc, (ResponseParserError, EventStreamParserError, json.JSONDecodeError)):
             return malformed_reply(PROVIDER, describe(exc))
         aiohttp = sys.modules.get("aiohttp")
         if aiohttp is not None and isinstance(exc, aiohttp.ClientError):  # raw, while a stream is read

@@ -108,6 +108,14 @@ class BedrockProvider(Provider):
             return False
         return True
 
+    async def has_credentials(self) -> bool:
+        """Whether the AWS chain finds credentials here (never their values): the check a key
+        variable gets on the other providers, for a configuration report."""
+        from aiobotocore.session import AioSession
+
+        with self._errors():  # an unreadable profile
+            return await AioSession().get_credentials() is not None
+
     async def aclose(self) -> None:
         control, self._control = self._control, None
         if control is not None:

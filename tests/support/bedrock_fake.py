@@ -23,13 +23,14 @@ and a JSON body `{"message": ...}`::
     fake.stream_fault = "cut"                       # streams: the connection dropped after the first delta
     fake.stream_events = 3                          # streams: only the first 3 events, then a clean end
 
-(`fail` here replaces `FakeServer.fail`, whose error replies have no `x-amzn-ErrorType`.)
+(`fail` and `flaky` here replace `FakeServer`'s, whose error replies have no `x-amzn-ErrorType`.)
 """
 
 from __future__ import annotations
 
 import binascii
 import json
+import random
 import re
 import struct
 import threading
@@ -88,6 +89,7 @@ class BedrockFake(FakeServer):
         self.stream_events: int | None = None  # end a stream cleanly after this many events
         self._errors: tuple[int, str, str] | None = None
         self._error_times: int | None = None
+        self._flaky_errors: tuple[int, str, float, random.Random] | None = None
         self._error_lock = threading.Lock()
 
     def fail(self, status: int, *, times: int | None = None, retry_after: str | None = None,
@@ -98,10 +100,16 @@ class BedrockFake(FakeServer):
                             message or f"fake failure {status}")
             self._error_times = times
 
+    def flaky(self, status: int, rate: float, *, seed: int = 0) -> None:
+        """A seeded random share `rate` of requests fail with `status` and its usual code."""
+        rng = random.Random(seed)
+        with self._error_lock:
+            self._flaky_errors = (status, CODES.get(status, "InternalServerException"), rate, rng)
+
     def recover(self) -> None:
         super().recover()
         with self._error_lock:
-            self._errors, self._error_times = None, None
+            self._errors, self._error_times, self._flaky_errors = None, None, None
 
     def _take_error(self) -> tuple[int, str, str] | None:
         with self._error_lock:
@@ -110,6 +118,10 @@ class BedrockFake(FakeServer):
                 self._error_times -= 1
                 if self._error_times <= 0:
                     self._errors, self._error_times = None, None
+            if error is None and self._flaky_errors is not None:
+                status, code, rate, rng = self._flaky_errors
+                if rng.random() < rate:
+                    error = (status, code, f"fake failure {status}")
             if error is not None:
                 self.failures_sent += 1
             return error

@@ -102,6 +102,12 @@ async def test_a_reply_without_usage_is_malformed_not_zero(
         await bedrock.complete(ask())
 
 
+async def test_a_reply_that_is_not_json_is_malformed(bedrock: BedrockProvider, bedrock_fake: BedrockFake) -> None:
+    bedrock_fake.malformed = True
+    with pytest.raises(ServerError, match=r"^bedrock: malformed reply: "):
+        await bedrock.complete(ask())
+
+
 # --- errors, by AWS error code -------------------------------------------------------------------
 ERROR_CODES = [
     (429, "ThrottlingException", RateLimitError),
@@ -226,6 +232,21 @@ async def test_no_credentials_is_an_authentication_error_saying_what_to_set(
     finally:
         await p.aclose()
     assert bedrock_fake.requests == []
+
+
+async def test_has_credentials_says_whether_the_chain_finds_any(
+    bedrock: BedrockProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert await bedrock.has_credentials() is True
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    assert await bedrock.has_credentials() is False
+
+
+async def test_flaky_failures_carry_their_aws_code(bedrock: BedrockProvider, bedrock_fake: BedrockFake) -> None:
+    bedrock_fake.flaky(429, 1.0)
+    with pytest.raises(RateLimitError, match=r"^bedrock: ThrottlingException: "):
+        await bedrock.complete(ask())
 
 
 async def test_credentials_appear_in_no_error_and_no_repr(bedrock: BedrockProvider, bedrock_fake: BedrockFake) -> None:

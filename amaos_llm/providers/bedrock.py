@@ -31,7 +31,7 @@ from amaos_llm.providers._bedrock_wire import (
     reply_of,
     stream_usage,
 )
-from amaos_llm.providers._transport import pool_size
+from amaos_llm.providers._transport import _on_asyncio, pool_size
 from amaos_llm.providers.base import Provider, ProviderRequest
 
 if TYPE_CHECKING:
@@ -156,6 +156,8 @@ class BedrockProvider(Provider):
         except ImportError as exc:  # the optional extra
             raise ImportError(f"the bedrock provider needs aiobotocore: {INSTALL_HINT}") from exc
 
+        if not _on_asyncio():  # aiobotocore sends through aiohttp; its httpx session cannot read event streams
+            raise ProviderError("bedrock: aiobotocore runs on asyncio only (this is another event loop)")
         timeout = self.spec.timeout or SDK_TIMEOUT
         config = Config(
             retries={"total_max_attempts": 1, "mode": "standard"},  # the manager retries, not botocore

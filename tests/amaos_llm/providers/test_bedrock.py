@@ -219,6 +219,16 @@ async def test_a_slow_server_is_a_timeout(aws_env: None, bedrock_fake: BedrockFa
         await p.aclose()
 
 
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio_the_provider_says_it_needs_asyncio(aws_env: None, bedrock_fake: BedrockFake) -> None:
+    p = BedrockProvider(bedrock_spec(bedrock_fake.url))
+    try:
+        with pytest.raises(ProviderError, match=r"^bedrock: aiobotocore runs on asyncio only \("):
+            await p.complete(ask())
+    finally:
+        await p.aclose()
+
+
 # --- credentials ---------------------------------------------------------------------------------
 async def test_no_credentials_is_an_authentication_error_saying_what_to_set(
     aws_env: None, monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake

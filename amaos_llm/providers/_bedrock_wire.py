@@ -67,14 +67,15 @@ CONTEXT_OVERFLOW_PHRASES = ("input is too long", "too many input tokens", "promp
 
 @dataclass(frozen=True, slots=True)
 class BedrockReply(ProviderReply):
-    """A reply with the prompt-cache counts beside `input_tokens` (which includes them)."""
+    """A reply with the prompt-cache counts beside `input_tokens` (which includes them). The
+    streaming branch's `ProviderReply` has these two fields: on merge, use it instead."""
 
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class StreamUsage:
+class StreamUsage:  # the streaming branch's `providers.base.StreamUsage`, field for field
     input_tokens: int  # cache reads and writes included, as in `ProviderReply`
     output_tokens: int
     cache_read_tokens: int = 0
@@ -83,13 +84,14 @@ class StreamUsage:
 
 @dataclass(frozen=True, slots=True)
 class ProviderChunk:
-    """One piece of a stream (the shape of base.py's coming `ProviderChunk`): a text delta, the
-    finish reason (on `messageStop`), or the usage (on `metadata`, the last event)."""
+    """One piece of a stream, in the shape of the streaming branch's `providers.base.ProviderChunk`
+    (replace this with it on merge): a text delta, or the last chunk with usage, finish reason and model."""
 
     text: str = ""
     tool_call: Any = None
     usage: StreamUsage | None = None
     finish_reason: str | None = None
+    model: str | None = None  # on the last chunk
 
 
 def is_inference_profile(model_id: str) -> bool:

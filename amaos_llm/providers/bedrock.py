@@ -25,6 +25,7 @@ from amaos_llm.providers._bedrock_wire import (
     BedrockErrors,
     BedrockReply,
     ProviderChunk,
+    StreamUsage,
     converse_args,
     finish_reason,
     is_inference_profile,
@@ -62,9 +63,10 @@ class BedrockProvider(Provider):
         return reply_of(response, request.model)
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderChunk]:
-        """ConverseStream's events as chunks: text deltas, the finish reason (messageStop), then the
-        usage (metadata). A stream that ends without both is a `ProviderConnectionError`, never a
-        silently short answer; leaving early closes the HTTP response."""
+        """ConverseStream's events as chunks: a chunk per text delta, then one last chunk with the
+        usage (the `metadata` event) and the finish reason (`messageStop`), yielded only once both
+        have arrived: a stream that ends without them is a `ProviderConnectionError`, never a
+        silently short answer. Leaving early closes the HTTP response."""
         args = converse_args(request.model, request.messages, request.temperature, request.max_tokens,
                              {**self.spec.options, **request.options})
         client = await self._runtime()
@@ -73,7 +75,8 @@ class BedrockProvider(Provider):
             with errors:
                 response = await client.converse_stream(**args)
             events = response["stream"]
-            stopped = finished = False
+            stop: dict[str, Any] | None = None  # the messageStop event
+            usage: StreamUsage | None = None  # from the metadata event, which comes last
             try:
                 with errors:
                     async for event in events:
@@ -82,16 +85,16 @@ class BedrockProvider(Provider):
                             if text:
                                 yield ProviderChunk(text=text)
                         elif "messageStop" in event:
-                            stopped = True
-                            yield ProviderChunk(finish_reason=finish_reason(event["messageStop"].get("stopReason")))
+                            stop = event["messageStop"]
                         elif "metadata" in event:
-                            finished = True
-                            yield ProviderChunk(usage=stream_usage(event["metadata"].get("usage") or {}))
+                            usage = stream_usage(event["metadata"].get("usage") or {})
             finally:
                 events.close()  # at the end, on an error, or when the caller stops early
-            if not (stopped and finished):
-                missing = " and ".join(e for e, seen in (("messageStop", stopped), ("metadata", finished)) if not seen)
+            if stop is None or usage is None:
+                seen = (("messageStop", stop is not None), ("metadata", usage is not None))
+                missing = " and ".join(name for name, arrived in seen if not arrived)
                 raise errors.cut(f"the stream ended without {missing}")
+            yield ProviderChunk(usage=usage, finish_reason=finish_reason(stop.get("stopReason")), model=request.model)
 
     async def health(self) -> bool:
         """True when the control plane knows the model (`GetFoundationModel`) or the inference

@@ -9,10 +9,11 @@ import anyio
 import pytest
 
 from amaos_llm.errors import ProviderConnectionError, ProviderError, RateLimitError, ServerError
+from amaos_llm.providers._bedrock_wire import StreamUsage
 from amaos_llm.providers._transport import DEFAULT_MAX_CONNECTIONS
 from amaos_llm.providers.base import ProviderRequest
 from amaos_llm.providers.bedrock import BedrockProvider, ProviderChunk
-from tests.amaos_llm.providers.bedrock_fixtures import ask
+from tests.amaos_llm.providers.bedrock_fixtures import MODEL, ask
 from tests.support.bedrock_fake import EVENTSTREAM, BedrockFake, event, event_frame, exception_event
 
 pytestmark = pytest.mark.anyio
@@ -40,10 +41,9 @@ async def test_stream_yields_the_deltas_then_the_finish_then_the_exact_usage(
     req = bedrock_fake.requests[0]
     assert req.path == "/model/anthropic.claude-test-v1%3A0/converse-stream"
     assert req.body["inferenceConfig"] == {"maxTokens": 64, "temperature": 0.0}
-    assert [c.text for c in chunks if c.text] == ["echo: ", "one ", "two ", "three"]
-    assert [c.finish_reason for c in chunks if c.finish_reason] == ["stop"]
-    usage = chunks[-1].usage
-    assert usage is not None and (usage.input_tokens, usage.output_tokens) == (5, 4)
+    assert chunks == [ProviderChunk(text="echo: "), ProviderChunk(text="one "), ProviderChunk(text="two "),
+                      ProviderChunk(text="three"),
+                      ProviderChunk(usage=StreamUsage(5, 4), finish_reason="stop", model=MODEL)]
 
 
 async def test_streamed_usage_includes_the_prompt_cache_and_keeps_it_apart(

@@ -46,10 +46,6 @@ class OpenAIProvider(Provider):
             self._sdk_client = self._new_client(openai, kwargs)
         return self._sdk_client
 
-    def _new_client(self, sdk: Any, kwargs: dict[str, Any]) -> openai.AsyncOpenAI:
-        """The SDK client from the common arguments; a subclass on another endpoint (Azure) overrides it."""
-        return sdk.AsyncOpenAI(**kwargs)
-
     async def complete(self, request: ProviderRequest) -> ProviderReply:
         limit = "max_completion_tokens" if self.spec.provider == "openai" else "max_tokens"
         params: dict[str, Any] = {"temperature": request.temperature, limit: request.max_tokens}
@@ -92,6 +88,10 @@ class OpenAIProvider(Provider):
             url = lambda: str(self._client().base_url)  # noqa: E731  (read only when a connection fails)
             self._sdk_errors = SdkErrors(openai, self.spec.provider, self.redact, url)
         return self._sdk_errors
+
+    def _new_client(self, sdk: Any, kwargs: dict[str, Any]) -> openai.AsyncOpenAI:
+        """The SDK client from the common arguments; a subclass on another endpoint (Azure) overrides it."""
+        return sdk.AsyncOpenAI(**kwargs)
 
 
 def _wire_message(message: Message) -> dict[str, str]:

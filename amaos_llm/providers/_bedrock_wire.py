@@ -7,6 +7,8 @@ exception has to be mapped (a loaded SDK is the only thing that can have raised 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -155,6 +157,30 @@ def reply_of(response: Mapping[str, Any], model: str) -> BedrockReply:
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
     )
+
+
+# botocore's DEBUG logs print each signed request: the canonical request (`botocore.auth`) and the
+# prepared headers (`botocore.endpoint`) both carry the session token, which is a credential.
+_TOKEN_LOGGERS = ("botocore.auth", "botocore.endpoint")
+_SESSION_TOKEN = re.compile(r"(x-amz-security-token'?:\s*b?'?)[^'\s,}]+", re.IGNORECASE)
+
+
+class _HideSessionToken(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:  # only DEBUG records print requests; the rest pass untouched
+            message = record.getMessage()
+            hidden = _SESSION_TOKEN.sub(r"\1***", message)
+            if hidden != message:
+                record.msg, record.args = hidden, None
+        return True
+
+
+def hide_session_tokens_in_logs() -> None:
+    """Put the token-hiding filter on botocore's two request loggers, once per process."""
+    for name in _TOKEN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _HideSessionToken) for f in logger.filters):
+            logger.addFilter(_HideSessionToken())
 
 
 def no_credentials() -> AuthenticationError:

@@ -28,6 +28,7 @@ from amaos_llm.providers._bedrock_wire import (
     StreamUsage,
     converse_args,
     finish_reason,
+    hide_session_tokens_in_logs,
     is_inference_profile,
     reply_of,
     stream_usage,
@@ -161,6 +162,7 @@ class BedrockProvider(Provider):
 
         if not _on_asyncio():  # aiobotocore sends through aiohttp; its httpx session cannot read event streams
             raise ProviderError("bedrock: aiobotocore runs on asyncio only (this is another event loop)")
+        hide_session_tokens_in_logs()
         timeout = self.spec.timeout or SDK_TIMEOUT
         config = Config(
             retries={"total_max_attempts": 1, "mode": "standard"},  # the manager retries, not botocore

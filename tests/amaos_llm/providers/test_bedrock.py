@@ -3,6 +3,8 @@ the prompt cache, error codes, connections, credentials, health, prices."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from genai_prices import Usage, calc_price
 
@@ -273,6 +275,17 @@ async def test_credentials_appear_in_no_error_and_no_repr(bedrock: BedrockProvid
         await bedrock.complete(ask())
     shown.append(str(cut.value))
     assert [s for s in shown if any(secret in s for secret in CREDENTIALS)] == []
+
+
+async def test_botocores_debug_logs_do_not_show_the_session_token(
+    bedrock: BedrockProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        await bedrock.complete(ask())
+    signed = [r.getMessage() for r in caplog.records if r.name in ("botocore.auth", "botocore.endpoint")]
+    assert any("x-amz-security-token:***" in m for m in signed)
+    assert any("'X-Amz-Security-Token': b'***'" in m for m in signed)
+    assert [m for m in (r.getMessage() for r in caplog.records) if any(c in m for c in CREDENTIALS)] == []
 
 
 # --- health --------------------------------------------------------------------------------------

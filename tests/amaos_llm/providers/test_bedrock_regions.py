@@ -93,3 +93,15 @@ async def test_without_base_urls_each_region_is_named_by_its_public_endpoint() -
         ("https://bedrock-runtime.us-west-2.amazonaws.com", "us-west-2"),
     ]
     assert (spec.is_local, spec.key_required) == (False, False)
+
+
+async def test_health_asks_each_regions_control_plane_and_generates_nothing(aws_env: None) -> None:
+    with BedrockFake() as east, BedrockFake() as west:
+        east.fail(503)
+        async with manager([two_regions(east, west)]) as m:
+            assert await m.health_check_all() == {"claude": True}  # one region answering is enough
+            endpoints = m.get_model_info("claude")["endpoints"]
+        assert [(r.method, r.path) for r in east.requests + west.requests] == [
+            ("GET", "/foundation-models/anthropic.claude-test-v1%3A0")] * 2
+        assert [(signed_region(east), signed_region(west))] == [("us-east-1", "us-west-2")]
+        assert [e["url"] for e in endpoints] == [east.url, west.url]

@@ -160,12 +160,13 @@ def reply_of(response: Mapping[str, Any], model: str) -> BedrockReply:
 
 
 # botocore's DEBUG logs print each signed request: the canonical request (`botocore.auth`) and the
-# prepared headers (`botocore.endpoint`) both carry the session token, which is a credential.
+# prepared headers (`botocore.endpoint`) both carry the session token, and the headers a Bedrock
+# API key (`Authorization: Bearer …`): both are credentials.
 _TOKEN_LOGGERS = ("botocore.auth", "botocore.endpoint")
-_SESSION_TOKEN = re.compile(r"(x-amz-security-token'?:\s*b?'?)[^'\s,}]+", re.IGNORECASE)
+_SESSION_TOKEN = re.compile(r"(x-amz-security-token'?:\s*b?'?|Bearer )[^'\s,}]+", re.IGNORECASE)
 
 
-class _HideSessionToken(logging.Filter):
+class _HideTokens(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno <= logging.DEBUG:  # only DEBUG records print requests; the rest pass untouched
             message = record.getMessage()
@@ -175,17 +176,18 @@ class _HideSessionToken(logging.Filter):
         return True
 
 
-def hide_session_tokens_in_logs() -> None:
+def hide_tokens_in_logs() -> None:
     """Put the token-hiding filter on botocore's two request loggers, once per process."""
     for name in _TOKEN_LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _HideSessionToken) for f in logger.filters):
-            logger.addFilter(_HideSessionToken())
+        if not any(isinstance(f, _HideTokens) for f in logger.filters):
+            logger.addFilter(_HideTokens())
 
 
 def no_credentials() -> AuthenticationError:
     return AuthenticationError(f"{PROVIDER}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
-                               "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE")
+                               "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE, or a Bedrock API key "
+                               "in AWS_BEARER_TOKEN_BEDROCK")
 
 
 class BedrockErrors:

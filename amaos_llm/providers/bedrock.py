@@ -2,7 +2,8 @@
 
 The AWS SDK signs every request (SigV4) with credentials from the standard AWS chain
 (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, `AWS_PROFILE`, SSO, instance
-roles): nothing about them is in the YAML, the logs or an error message. The spec names one
+roles), or sends a Bedrock API key from `AWS_BEARER_TOKEN_BEDROCK` as a bearer token: nothing
+about them is in the YAML, the logs or an error message. The spec names one
 region (`region`; the manager narrows a `regions:` list to one per target), and `base_url`
 replaces the endpoint of both the runtime and the control plane (tests, VPC endpoints).
 
@@ -28,7 +29,7 @@ from amaos_llm.providers._bedrock_wire import (
     StreamUsage,
     converse_args,
     finish_reason,
-    hide_session_tokens_in_logs,
+    hide_tokens_in_logs,
     is_inference_profile,
     reply_of,
     stream_usage,
@@ -116,7 +117,10 @@ class BedrockProvider(Provider):
         """Whether the AWS chain finds credentials here (never their values): the check a key
         variable gets on the other providers, for a configuration report."""
         from aiobotocore.session import AioSession
+        from botocore.utils import get_token_from_environment
 
+        if get_token_from_environment("bedrock"):  # a Bedrock API key, which botocore sends as a bearer token
+            return True
         with self._errors():  # an unreadable profile
             return await AioSession().get_credentials() is not None
 
@@ -162,7 +166,7 @@ class BedrockProvider(Provider):
 
         if not _on_asyncio():  # aiobotocore sends through aiohttp; its httpx session cannot read event streams
             raise ProviderError("bedrock: aiobotocore runs on asyncio only (this is another event loop)")
-        hide_session_tokens_in_logs()
+        hide_tokens_in_logs()
         timeout = self.spec.timeout or SDK_TIMEOUT
         config = Config(
             retries={"total_max_attempts": 1, "mode": "standard"},  # the manager retries, not botocore

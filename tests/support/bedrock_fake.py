@@ -7,9 +7,10 @@ Runtime (`bedrock-runtime`, rest-json):
   payload, message CRC32): messageStart, contentBlockDelta…, contentBlockStop, messageStop, metadata.
 Control plane (`bedrock`): `GET /foundation-models/{id}`, `GET /inference-profiles/{id}`.
 
-Every request must carry a SigV4 `Authorization: AWS4-HMAC-SHA256 Credential=KEYID/…` header, or
-it is refused as AWS refuses it (403 `MissingAuthenticationTokenException`); with `access_keys`
-set, an unknown key id gets 403 `UnrecognizedClientException`. Usage is deterministic, as on the
+Every request must carry a SigV4 `Authorization: AWS4-HMAC-SHA256 Credential=KEYID/…` header (or
+`Bearer TOKEN` with a Bedrock API key in `bearer_tokens`), or it is refused as AWS refuses it (403
+`MissingAuthenticationTokenException`); with `access_keys` set, an unknown key id gets 403
+`UnrecognizedClientException`. Usage is deterministic, as on the
 other fakes: input tokens = words in every message and system block, output tokens = words in the
 reply; `cache_read`/`cache_write` are reported as `cacheReadInputTokens`/`cacheWriteInputTokens`.
 
@@ -83,6 +84,7 @@ class BedrockFake(FakeServer):
         self.models = ["anthropic.claude-test-v1:0"]
         self.profiles = ["us.anthropic.claude-test-v1:0"]
         self.access_keys: set[str] | None = None  # None: any key id is accepted (the signature is not checked)
+        self.bearer_tokens: set[str] = set()  # Bedrock API keys accepted as `Authorization: Bearer`
         self.cache_read = 0
         self.cache_write = 0
         self.stream_exception = "modelStreamErrorException"  # what stream_fault = "error" sends
@@ -139,20 +141,29 @@ class BedrockFake(FakeServer):
 
     # --- routes --------------------------------------------------------------------------------
     def route(self, req: Recorded) -> Reply:
-        auth = _SIGV4.match(req.headers.get("authorization", ""))
-        if auth is None:
+        authorization = req.headers.get("authorization", "")
+        bearer = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else None
+        auth = _SIGV4.match(authorization)
+        if bearer is not None:  # a Bedrock API key; it names no region
+            if bearer not in self.bearer_tokens:
+                return self.aws_error(403, "UnrecognizedClientException", "Invalid API Key format: Must start "
+                                      "with pre-defined prefix")
+            region = "us-east-1"
+        elif auth is None:
             return self.aws_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
-        if self.access_keys is not None and auth.group(1) not in self.access_keys:
+        elif self.access_keys is not None and auth.group(1) not in self.access_keys:
             return self.aws_error(403, "UnrecognizedClientException", "The security token included in the request "
                                   "is invalid.")
+        else:
+            region = auth.group(2)
         error = self._take_error()
         if error is not None:
             return self.aws_error(*error)
         path = unquote(req.path)
         if req.method == "GET" and path.startswith("/foundation-models/"):
-            return self._foundation_model(path.removeprefix("/foundation-models/"), auth.group(2))
+            return self._foundation_model(path.removeprefix("/foundation-models/"), region)
         if req.method == "GET" and path.startswith("/inference-profiles/"):
-            return self._inference_profile(path.removeprefix("/inference-profiles/"), auth.group(2))
+            return self._inference_profile(path.removeprefix("/inference-profiles/"), region)
         match = _RUNTIME.match(path)
         if req.method != "POST" or match is None:
             return self.aws_error(404, "UnknownOperationException", f"no route for {req.method} {path}")

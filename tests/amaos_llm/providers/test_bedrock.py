@@ -246,6 +246,45 @@ async def test_no_credentials_is_an_authentication_error_saying_what_to_set(
     assert bedrock_fake.requests == []
 
 
+API_KEY = "ABSKQmVkcm9ja0FQSUtleS1mYWtl-never-shown"
+
+
+@pytest.fixture
+def api_key_only(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Bedrock API key and no AWS credentials."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", API_KEY)
+
+
+async def test_a_bedrock_api_key_travels_as_a_bearer_token(
+    api_key_only: None, bedrock_fake: BedrockFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    bedrock_fake.bearer_tokens = {API_KEY}
+    p = BedrockProvider(bedrock_spec(bedrock_fake.url))
+    try:
+        with caplog.at_level(logging.DEBUG):
+            reply = await p.complete(ask("hi"))
+        assert (reply.content, await p.health(), await p.has_credentials()) == ("echo: hi", True, True)
+    finally:
+        await p.aclose()
+    assert [r.headers["authorization"] for r in bedrock_fake.requests] == [f"Bearer {API_KEY}"] * 2
+    assert any("'Authorization': b'Bearer ***'" in r.getMessage() for r in caplog.records)
+    assert [r for r in caplog.records if API_KEY in r.getMessage()] == []
+
+
+async def test_a_refused_api_key_is_an_authentication_error_that_does_not_show_it(
+    api_key_only: None, bedrock_fake: BedrockFake
+) -> None:
+    p = BedrockProvider(bedrock_spec(bedrock_fake.url))
+    try:
+        with pytest.raises(AuthenticationError, match=r"^bedrock: UnrecognizedClientException: Invalid API Key") as e:
+            await p.complete(ask())
+    finally:
+        await p.aclose()
+    assert API_KEY not in str(e.value)
+
+
 async def test_has_credentials_says_whether_the_chain_finds_any(
     bedrock: BedrockProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:

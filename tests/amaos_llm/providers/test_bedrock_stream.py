@@ -132,5 +132,24 @@ async def test_leaving_a_stream_early_closes_its_connection_and_frees_the_slot(
     assert (await bedrock.complete(ask("again"))).content == "echo: again"  # the client is still usable
 
 
-def test_the_fake_serves_the_eventstream_content_type() -> None:
-    assert EVENTSTREAM == "application/vnd.amazon.eventstream"
+def test_the_fake_streams_as_aws_does_and_refuses_unsigned_requests(bedrock_fake: BedrockFake) -> None:
+    import http.client
+    import json
+
+    body = json.dumps({"messages": [{"role": "user", "content": [{"text": "hi"}]}]})
+    signed = ("AWS4-HMAC-SHA256 Credential=AKIAFAKE/20260101/us-east-1/bedrock/aws4_request, "
+              "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64)
+    path = "/model/anthropic.claude-test-v1%3A0/converse-stream"
+    answers = []
+    for headers in ({"Authorization": signed}, {}):
+        conn = http.client.HTTPConnection("127.0.0.1", bedrock_fake.port, timeout=5)
+        conn.request("POST", path, body, headers)
+        response = conn.getresponse()
+        answers.append((response.status, response.getheader("content-type"), response.getheader("x-amzn-errortype")))
+        response.read()
+        conn.close()
+    assert answers == [
+        (200, EVENTSTREAM, None),
+        (403, "application/json",
+         "MissingAuthenticationTokenException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+    ]

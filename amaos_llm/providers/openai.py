@@ -57,7 +57,7 @@ class OpenAIProvider(Provider):
             kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0, "http_client": http_client}
             if self.spec.base_url:
                 kwargs["base_url"] = self.spec.base_url
-            self._sdk_client = openai.AsyncOpenAI(**kwargs)
+            self._sdk_client = self._new_client(openai, kwargs)
         return self._sdk_client
 
     def _params(self, request: ProviderRequest) -> dict[str, Any]:
@@ -148,6 +148,10 @@ class OpenAIProvider(Provider):
             url = lambda: str(self._client().base_url)  # noqa: E731  (read only when a connection fails)
             self._sdk_errors = SdkErrors(openai, self.spec.provider, self.redact, url)
         return self._sdk_errors
+
+    def _new_client(self, sdk: Any, kwargs: dict[str, Any]) -> openai.AsyncOpenAI:
+        """The SDK client from the common arguments; a subclass on another endpoint (Azure) overrides it."""
+        return sdk.AsyncOpenAI(**kwargs)
 
 
 def _cached(usage: Any) -> int:

@@ -43,6 +43,10 @@ _BUILTINS = {
         ),
         ProviderInfo("anthropic", "amaos_llm.providers.anthropic:AnthropicProvider", False, "ANTHROPIC_API_KEY", True),
         ProviderInfo("google", "amaos_llm.providers.google:GoogleProvider", False, "GOOGLE_API_KEY", True),
+        # credentials from the AWS chain (environment, profile, instance role): no key variable of ours
+        ProviderInfo("bedrock", "amaos_llm.providers.bedrock:BedrockProvider", False, None, False),
+        ProviderInfo("azure_openai", "amaos_llm.providers.azure_openai:AzureOpenAIProvider", False,
+                     "AZURE_OPENAI_API_KEY", True),
     )
 }
 

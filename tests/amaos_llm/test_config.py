@@ -82,7 +82,7 @@ def test_prices_are_exact_decimals(tmp_path: Path) -> None:
         ("models:\n  - {name: a, provider: callable}\n  - {name: a, provider: callable}\n",
          3, "models[1].name", "duplicate model name 'a'"),
         ("models:\n  - name: a\n    provider: nope\n",
-         3, "models[0].provider", "unknown provider 'nope'; known providers: anthropic, callable, embedded"),
+         3, "models[0].provider", "unknown provider 'nope'; known providers: anthropic, azure_openai, bedrock"),
         ("models:\n  - name: a\n    provider: openai\n    cost_per_1k_input: -1\n",
          4, "models[0].cost_per_1k_input", "greater than or equal to 0"),
         ("models:\n  - name: a\n    provider: ollama\n    timeout: 0\n",

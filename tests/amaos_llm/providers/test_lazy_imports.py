@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[3]
         ("amaos_llm.providers.openai", "openai"),
         ("amaos_llm.providers.anthropic", "anthropic"),
         ("amaos_llm.providers.google", "google.genai"),
+        ("amaos_llm.providers.bedrock", "aiobotocore"),
+        ("amaos_llm.providers.bedrock", "botocore"),
+        ("amaos_llm.providers.azure_openai", "openai"),
     ],
 )
 def test_importing_the_provider_module_does_not_import_its_sdk(module: str, sdk: str) -> None:

@@ -112,6 +112,11 @@ class BudgetExceeded(AllModelsFailed):
         super().__init__(attempts, f"over budget ({scope}): {wanted}, remaining ${remaining}")
 
 
+class StateStoreError(LLMError):
+    """The shared state store (Redis) could not be reached or failed; names its URL, never a password.
+    Budgeted calls refuse rather than spend unbudgeted (`state.on_error: closed`)."""
+
+
 class ProviderError(LLMError):
     retryable = False
     breaker_failure = True

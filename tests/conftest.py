@@ -1,6 +1,8 @@
 import pytest
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.real_model", "tests.support.offline"]
+pytest_plugins = [
+    "tests.support.fixtures", "tests.support.real_model", "tests.support.offline", "tests.support.redis_server",
+]
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ import anyio
 import pytest
 
 from amaos_llm.state import Ledger, MemoryStore, StateStore
+from amaos_llm.state_redis import RedisStateStore
 
 pytestmark = pytest.mark.anyio
 
@@ -30,11 +32,20 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)  # the stores are anyio: both event loops
 
 
-@pytest.fixture(params=["memory"])
-def h(request: pytest.FixtureRequest) -> Iterator[Harness]:
+@pytest.fixture(params=["memory", "redis"])
+async def h(request: pytest.FixtureRequest, anyio_backend: str) -> AsyncIterator[Harness]:
     now = [1000.0]
     if request.param == "memory":
         yield Harness(MemoryStore(clock=lambda: now[0]), now)
+        return
+    if anyio_backend != "asyncio":
+        pytest.skip("redis-py's asyncio client runs on asyncio only")
+    server = request.getfixturevalue("redis_server")
+    # A fresh prefix per test: the server lives for the session. Holds outlive the test's 3,600 s.
+    prefix = f"test:{request.node.name}:{uuid.uuid4().hex[:8]}:"
+    store = RedisStateStore(server.url, prefix=prefix, clock=lambda: now[0], hold_ttl=7200)
+    yield Harness(store, now)
+    await store.aclose()
 
 
 async def test_memory_store_is_a_state_store() -> None:

@@ -1,0 +1,244 @@
+"""`RedisStateStore`: the `StateStore` contract shared by every process that points at one Redis.
+
+Budgets and rate limits outgrow one process the day a second worker starts: LiteLLM's pod-local
+counters let N pods spend N × the limit (litellm#27736, #33325), and re-seeding a shared counter with
+INCRBYFLOAT inflated spend (#28247). Here every step that reads and writes a ledger is one Lua
+script, atomic on the server, one round trip:
+
+- amounts are integer nano-dollars (or integer units for rate limits), rounded up, so no float ever
+  touches money;
+- `reserve` holds an amount if spent + reserved + amount ≤ limit and records a *hold* that expires
+  after `hold_ttl` seconds: a worker that dies with a hold out does not keep the budget forever (the
+  next script on that ledger reclaims it; a late settle of a reclaimed hold still charges, once);
+- `settle` / `release` close a reservation by its id exactly once (a retried settle is a no-op);
+- windowed keys (rate limits) keep settled amounts in a sorted set by reservation time and drop
+  those older than the window, on the server's clock (or an injected one, for tests).
+
+All keys of one ledger share a hash tag (`{key}`), so they live on one Redis Cluster slot.
+A Redis that cannot be reached raises `StateStoreError`, naming the URL (never its password).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+
+from amaos_llm.errors import ConfigError, StateStoreError
+from amaos_llm.state import Ledger, Reservation
+
+NANO = Decimal("1e-9")
+HOLD_TTL = 900.0  # s a reservation may stay open before it counts as a dead worker's
+WAIT_POLL = 0.02  # s between looks while waiting for a reservation on a key to close
+
+# Reclaim expired holds (into :expired, so a late settle still charges once) and drop windowed
+# spending older than the window; then the ledger's counters. KEYS: ledger, open, holds, hist,
+# expired; ARGV[1]: now (ms).
+_HOUSEKEEPING = """
+local t = redis.call('TIME')
+local now = ARGV[1] ~= '' and tonumber(ARGV[1]) or (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+for _, id in ipairs(dead) do
+  local v = redis.call('HGET', KEYS[2], id)
+  if v then
+    local amount = string.match(v, '^(%d+):')
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HSET', KEYS[5], id, v)
+    redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(amount))
+  end
+  redis.call('ZREM', KEYS[3], id)
+end
+local window = tonumber(redis.call('HGET', KEYS[1], 'window_ms') or '-1')
+if window >= 0 then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - window)
+  for _, m in ipairs(old) do
+    redis.call('HINCRBY', KEYS[1], 'spent', -tonumber(string.match(m, ':(%d+)$')))
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
+end
+"""
+
+# ARGV: now ms, amount, limit, hold ttl ms, window ms (-1: none)
+_RESERVE = """
+if tonumber(ARGV[5]) >= 0 then redis.call('HSET', KEYS[1], 'window_ms', ARGV[5]) end
+""" + _HOUSEKEEPING + """
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
+local amount = tonumber(ARGV[2])
+if spent + reserved + amount > tonumber(ARGV[3]) then return {0, now} end
+local id = redis.call('HINCRBY', KEYS[1], 'next_id', 1)
+redis.call('HSET', KEYS[2], id, ARGV[2] .. ':' .. now)
+redis.call('HINCRBY', KEYS[1], 'reserved', amount)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), id)
+return {id, now}
+"""
+
+# ARGV: now ms, id, actual (-1: release)
+_CLOSE = _HOUSEKEEPING + """
+local id = ARGV[2]
+local v = redis.call('HGET', KEYS[2], id)
+local open = true
+if not v then
+  v = redis.call('HGET', KEYS[5], id)
+  open = false
+  if not v then return 0 end
+  redis.call('HDEL', KEYS[5], id)
+else
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+end
+local amount, at = string.match(v, '^(%d+):(%d+)$')
+if open then redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(amount)) end
+local actual = tonumber(ARGV[3])
+if actual >= 0 then
+  redis.call('HINCRBY', KEYS[1], 'spent', actual)
+  if tonumber(redis.call('HGET', KEYS[1], 'window_ms') or '-1') >= 0 then
+    redis.call('ZADD', KEYS[4], tonumber(at), id .. ':' .. ARGV[3])
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'closes', 1)
+return 1
+"""
+
+# ARGV: now ms
+_USAGE = _HOUSEKEEPING + """
+return {redis.call('HGET', KEYS[1], 'spent') or '0', redis.call('HGET', KEYS[1], 'reserved') or '0',
+        redis.call('HGET', KEYS[1], 'closes') or '0'}
+"""
+
+
+def to_units(amount: Decimal) -> int:
+    """Decimal dollars → integer nano-dollars, rounded up (a shared ledger never under-counts)."""
+    return int((amount / NANO).to_integral_value(rounding=ROUND_CEILING))
+
+
+def from_units(units: int | str | bytes) -> Decimal:
+    return (Decimal(int(units)) * NANO).normalize() if int(units) else Decimal(0)
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for error messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.hostname):
+        raise ConfigError(f"state.url: not a Redis URL (redis://host:port/db): {shown_url(url)!r}")
+    return url
+
+
+class RedisStateStore:
+    """A `StateStore` on Redis (`redis.asyncio`, a `BlockingConnectionPool`), shared by every
+    process using the same URL and `prefix`. `clock` (seconds) replaces the server's clock for
+    holds and windows (tests); `hold_ttl`: seconds before an open reservation counts as abandoned."""
+
+    never_suspends = False  # every step is a round trip: callers shield settle/release
+
+    def __init__(
+        self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "amaos:", hold_ttl: float = HOLD_TTL,
+        clock: Callable[[], float] | None = None, max_connections: int = 64, timeout: float = 5.0,
+    ) -> None:
+        self.url = check_url(url)
+        self.prefix = prefix
+        self.hold_ttl = hold_ttl
+        self._clock = clock
+        self._max_connections, self._timeout = max_connections, timeout
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._failures: tuple[type[BaseException], ...] = (OSError,)
+
+    def __repr__(self) -> str:
+        return f"RedisStateStore({shown_url(self.url)!r}, prefix={self.prefix!r})"
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            try:
+                import redis.asyncio as aioredis
+            except ImportError as exc:
+                raise StateStoreError("the Redis state store needs redis-py: pip install 'amaos-llm[redis]'") from exc
+            # Blocking: under load the default pool raises when it runs out; this one waits its turn.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=self._max_connections, timeout=self._timeout,
+                socket_connect_timeout=self._timeout, socket_timeout=self._timeout,
+            )
+            self._client = aioredis.Redis(connection_pool=pool)
+            self._failures = (aioredis.RedisError, OSError)
+            self._scripts = {name: self._client.register_script(body)
+                             for name, body in (("reserve", _RESERVE), ("close", _CLOSE), ("usage", _USAGE))}
+        return self._client
+
+    def _keys(self, key: str) -> list[str]:
+        base = f"{self.prefix}{{{key}}}"  # the hash tag keeps one ledger on one cluster slot
+        return [base, base + ":open", base + ":holds", base + ":hist", base + ":expired"]
+
+    def _now(self) -> str:
+        return "" if self._clock is None else str(math.floor(self._clock() * 1000))
+
+    async def _run(self, script: str, key: str, *args: Any) -> Any:
+        self._redis()
+        try:
+            return await self._scripts[script](keys=self._keys(key), args=[self._now(), *args])
+        except self._failures as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: BaseException) -> StateStoreError:
+        return StateStoreError(f"state store {shown_url(self.url)} failed: {type(exc).__name__}: {exc}")
+
+    async def reserve(
+        self, key: str, amount: Decimal, limit: Decimal, *, window_s: float | None = None
+    ) -> Reservation | None:
+        if amount < 0:
+            raise ValueError(f"reserve: amount must be >= 0, got {amount}")
+        window = -1 if window_s is None else math.floor(window_s * 1000)
+        units = to_units(amount)
+        out = await self._run("reserve", key, units, to_units(limit), math.floor(self.hold_ttl * 1000), window)
+        rid, now = int(out[0]), int(out[1])
+        if not rid:
+            return None
+        return Reservation(key, amount, rid, window_s, now / 1000)
+
+    async def settle(self, reservation: Reservation, actual: Decimal) -> bool:
+        if actual < 0:
+            raise ValueError(f"settle: actual must be >= 0, got {actual}")
+        return bool(await self._run("close", reservation.key, reservation.id, to_units(actual)))
+
+    async def release(self, reservation: Reservation) -> bool:
+        return bool(await self._run("close", reservation.key, reservation.id, -1))
+
+    async def usage(self, key: str) -> Ledger:
+        spent, reserved, _ = await self._run("usage", key)
+        return Ledger(from_units(spent), from_units(reserved))
+
+    async def wait(self, key: str, timeout: float) -> bool:
+        """Until a reservation on `key` closes (in any process) or `timeout` passes."""
+        _, _, closes = await self._run("usage", key)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await anyio.sleep(min(WAIT_POLL, max(0.0, deadline - time.monotonic())))
+            _, _, now_closes = await self._run("usage", key)
+            if now_closes != closes:
+                return True
+        return False
+
+    async def reset(self, key: str) -> None:
+        """Forget a ledger entirely (an explicit `reset_budget()`; joining a ledger never resets it)."""
+        self._redis()
+        try:
+            await self._client.delete(*self._keys(key))
+        except self._failures as exc:
+            raise self._error(exc) from exc
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+            await client.connection_pool.disconnect()

@@ -11,7 +11,6 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from amaos_llm.errors import (
@@ -33,7 +32,7 @@ from amaos_llm.providers._http_errors import (
     shown_url,
     timeout_error,
 )
-from amaos_llm.providers.base import ProviderReply
+from amaos_llm.providers.base import ProviderReply, StreamUsage
 
 if TYPE_CHECKING:
     from amaos_llm.types import Message
@@ -67,33 +66,8 @@ CONTEXT_OVERFLOW_PHRASES = ("input is too long", "too many input tokens", "promp
                             "context window", "maximum context", "too many total text bytes")
 
 
-@dataclass(frozen=True, slots=True)
-class BedrockReply(ProviderReply):
-    """A reply with the prompt-cache counts beside `input_tokens` (which includes them). The
-    streaming branch's `ProviderReply` has these two fields: on merge, use it instead."""
-
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class StreamUsage:  # the streaming branch's `providers.base.StreamUsage`, field for field
-    input_tokens: int  # cache reads and writes included, as in `ProviderReply`
-    output_tokens: int
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderChunk:
-    """One piece of a stream, in the shape of the streaming branch's `providers.base.ProviderChunk`
-    (replace this with it on merge): a text delta, or the last chunk with usage, finish reason and model."""
-
-    text: str = ""
-    tool_call: Any = None
-    usage: StreamUsage | None = None
-    finish_reason: str | None = None
-    model: str | None = None  # on the last chunk
+# The reply and stream shapes are the contract's own (cache counts included).
+BedrockReply = ProviderReply
 
 
 def is_inference_profile(model_id: str) -> bool:

@@ -25,8 +25,6 @@ from amaos_llm.providers._bedrock_wire import (
     REGIONAL_PROFILE_PREFIXES,
     BedrockErrors,
     BedrockReply,
-    ProviderChunk,
-    StreamUsage,
     converse_args,
     finish_reason,
     hide_tokens_in_logs,
@@ -35,7 +33,7 @@ from amaos_llm.providers._bedrock_wire import (
     stream_usage,
 )
 from amaos_llm.providers._transport import _on_asyncio, pool_size
-from amaos_llm.providers.base import Provider, ProviderRequest
+from amaos_llm.providers.base import Provider, ProviderChunk, ProviderRequest, StreamUsage
 
 if TYPE_CHECKING:
     import anyio

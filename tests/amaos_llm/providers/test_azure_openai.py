@@ -58,7 +58,7 @@ async def test_a_deployment_is_called_at_azures_url_with_the_api_version_and_api
     assert req.headers["api-key"] == KEY and "authorization" not in req.headers
     assert (req.body["model"], req.body["max_tokens"], req.body["temperature"]) == ("my-gpt", 64, 0.0)
     assert reply == ProviderReply(content="echo: one two three", input_tokens=3, output_tokens=4,
-                                  finish_reason="stop", model="my-gpt")
+                                  finish_reason="stop", model="my-gpt", tool_calls=[])
 
 
 async def test_errors_map_as_on_the_openai_provider(azure: AzureOpenAIProvider, azure_fake: AzureOpenAIFake) -> None:

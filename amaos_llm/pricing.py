@@ -158,10 +158,28 @@ def lookup_price(spec: ModelSpec, now: float | None = None) -> Price | None:
         return configured
     if spec.is_local:
         return Price(_ZERO, _ZERO, "local")
-    ref = genai_prices_ref(spec)
+    model = spec.model
+    if spec.provider in ("bedrock", "azure_openai"):  # priced by another id than the one sent
+        model, ref = _cloud_ref(spec)
+    else:
+        ref = genai_prices_ref(spec)
     if ref is None:
         return None
-    return genai_price(spec.model, *ref, now=time.time() if now is None else now)
+    return genai_price(model, *ref, now=time.time() if now is None else now)
+
+
+def _cloud_ref(spec: ModelSpec) -> tuple[str, tuple[str | None, str | None]]:
+    """Bedrock: genai-prices' `aws` entry for the model or inference-profile id; Azure: its `azure`
+    entry for `pricing_model` (what the deployment runs), else the deployment name."""
+    if spec.provider == "bedrock":
+        from amaos_llm.providers.bedrock import bedrock_price_id
+
+        provider_id, model = bedrock_price_id(spec.model)
+    else:
+        from amaos_llm.providers.azure_openai import azure_price_id
+
+        provider_id, model = azure_price_id(spec)
+    return model, (provider_id, None)
 
 
 def config_price(spec: ModelSpec) -> Price | None:

@@ -205,3 +205,23 @@ def test_local_and_yaml_priced_models_never_import_genai_prices() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.split() == ["False"]
+
+
+def test_bedrock_and_azure_models_are_priced_by_the_ids_genai_prices_knows() -> None:
+    from genai_prices import Usage as GUsage
+    from genai_prices import calc_price
+
+    from amaos_llm.config import ModelSpec
+    from amaos_llm.pricing import PriceBook
+
+    book = PriceBook()
+    bedrock = ModelSpec(name="b", provider="bedrock", model="us.anthropic.claude-3-5-haiku-20241022-v1:0",
+                        region="us-east-1")
+    azure = ModelSpec(name="a", provider="azure_openai", model="my-deployment", pricing_model="gpt-4o-mini",
+                      api_version="2024-10-21")
+    for spec, provider_id, model in ((bedrock, "aws", "us.anthropic.claude-3-5-haiku-20241022-v1:0"),
+                                     (azure, "azure", "gpt-4o-mini")):
+        price = book.price(spec)
+        assert price is not None and price.source == "genai-prices"
+        expected = calc_price(GUsage(input_tokens=1000, output_tokens=500), model, provider_id=provider_id).total_price
+        assert price.cost(1000, 500) == expected

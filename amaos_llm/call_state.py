@@ -14,6 +14,7 @@ from amaos_llm.types import Attempt, Message, Usage
 from amaos_llm.validation import Validator, check_validator
 
 if TYPE_CHECKING:
+    from amaos_llm.spending import CallSpend
     from amaos_llm.streaming import StreamCall
 
 
@@ -29,6 +30,8 @@ class CallOptions(NamedTuple):
     validation_retries: int | None = None
     cache: bool | None = None
     only: frozenset[str] | None = None  # the models this call may use (spoon_ai's `provider=`)
+    max_cost: object | None = None  # caps this call's worst case (USD)
+    budget: object | None = None  # extra `Budget`(s) this call reserves against
 
 
 NO_OPTIONS = CallOptions()
@@ -59,6 +62,9 @@ class CallState:
     trace: Any = None  # the call's telemetry (`amaos_llm.telemetry.CallTrace`) when a recorder is set
     attempt_trace: Any = None  # that of the attempt in flight
     fell_back_from: str | None = None  # the first model given up on, for the one warning a fallback logs
+    spend: CallSpend | None = None  # the call's budgets (None: none in force)
+    rate_ticket: Any = None  # the rate limiter's count of the send in flight
+    prompt_tokens: int = 0  # estimated (tokens.prompt_tokens): orders by cost, checks windows and tpm
 
     @classmethod
     def begin(
@@ -90,8 +96,3 @@ class CallState:
         else:
             self.usage += usage
             self.cost = None if cost is None or self.cost is None else self.cost + cost
-
-
-def estimate_prompt_tokens(messages: list[Message]) -> int:
-    # Only for ordering by estimated cost; billing uses the provider's own counts.
-    return sum(len(m.content) for m in messages) // 4 + 4 * len(messages)

@@ -65,6 +65,11 @@ class ModelSpec(BaseModel):
     first_token_timeout: PositiveSeconds | None = None
     cost_per_1k_input: Price | None = Field(default=None, ge=0)
     cost_per_1k_output: Price | None = Field(default=None, ge=0)
+    cost_per_1k_cache_read: Price | None = Field(default=None, ge=0)  # None: the input price
+    cost_per_1k_cache_write: Price | None = Field(default=None, ge=0)  # None: the input price
+    context_window: int | None = Field(default=None, gt=0)  # tokens; None: n_ctx, num_ctx, genai-prices
+    rpm: int | None = Field(default=None, gt=0)  # sends per any 60 s
+    tpm: int | None = Field(default=None, gt=0)  # tokens (estimated until real usage arrives) per any 60 s
     api_key_env: str | list[str] | None = None  # several: keys used in order, rotated on 401/402/403/429
     max_connections: int | None = Field(default=None, ge=1)  # HTTP pool size; None: 1,000
     http_transport: Literal["aiohttp", "default"] | None = None  # None: aiohttp when installed, else the SDK's
@@ -245,8 +250,35 @@ class TelemetryConfig(BaseModel):
     capture_content: bool = False
 
 
+class StateConfig(BaseModel):
+    """Where budgets and rate-limit windows live: this process, or a Redis shared by a fleet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "amaos:"
+    # closed: budgeted calls refuse while the store is unreachable (nothing is sent unbudgeted);
+    # open: they go on unbudgeted, with a warning
+    on_error: Literal["closed", "open"] = "closed"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.hostname):
+            raise ValueError("not a Redis URL (redis://host:port/db)")
+        return value
+
+
 class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    budget_usd: Price | None = Field(default=None, ge=0)  # the manager's whole life; None: no budget
+    budget_key: str = Field(default="default", min_length=1)  # managers on one store and key share a budget
+    state: StateConfig = Field(default_factory=StateConfig)
 
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)

@@ -20,11 +20,14 @@ from amaos_llm.selection import models_named
 if TYPE_CHECKING:
     import random
 
+    from amaos_llm.batch import BatchResult
     from amaos_llm.health import Health
     from amaos_llm.pricing import PriceBook
     from amaos_llm.providers.base import Provider
     from amaos_llm.resilience.targets import Targets
+    from amaos_llm.spending import Spending
     from amaos_llm.stats import Stats
+    from amaos_llm.tokens import Estimate
 
 
 class ManagerControls:
@@ -39,9 +42,75 @@ class ManagerControls:
     _load: Load
     _rng: random.Random
     _version: int
+    _spending: Spending
+
+    def _max_tokens(self, spec: ModelSpec, requested: int | None) -> int: ...
 
     def get_stats(self) -> dict[str, Any]:
-        return self._stats.as_dict()
+        """The counters (see `amaos_llm.stats`), and `budget`: limit, spent, reserved, remaining of
+        the manager's budget as last read (None without one)."""
+        stats = self._stats.as_dict()
+        budget = self._spending.budget
+        stats["budget"] = None if budget is None else budget.snapshot()
+        return stats
+
+    async def reset_budget(self, budget_usd: float | Decimal | str | None = None) -> None:
+        """Start the manager's budget over at `budget_usd` (default: the same limit), spent and
+        reserved at 0. On a shared store (Redis) this clears the ledger every manager on its key
+        shares: joining a ledger never resets it, only this call does."""
+        old = self._spending.budget
+        limit = budget_usd if budget_usd is not None else (None if old is None else old.limit)
+        if old is not None:
+            await old.store.reset(old.key)  # type: ignore[attr-defined]
+        self._spending.reset(limit)
+
+    async def budget_status(self) -> dict[str, Decimal] | None:
+        """The manager's budget read fresh from its store (every process sharing it), or None."""
+        budget = self._spending.budget
+        if budget is None:
+            return None
+        ledger = await budget.usage()
+        return {"limit": budget.limit, "spent": ledger.spent, "reserved": ledger.reserved,
+                "remaining": ledger.remaining(budget.limit)}
+
+    def estimate(self, prompt_or_messages: str | Sequence[Any], *, max_tokens: int | None = None) -> list[Estimate]:
+        """What the request would take on each model, in try order: prompt tokens, the worst-case
+        cost, and why a model would be passed over; nothing is sent."""
+        from amaos_llm.inputs import chat_messages, prompt_messages
+        from amaos_llm.selection import select_candidates
+        from amaos_llm.tokens import estimate, prompt_bound, prompt_tokens
+
+        messages = (prompt_messages(prompt_or_messages, None) if isinstance(prompt_or_messages, str)
+                    else chat_messages(prompt_or_messages))
+        pt, pb = prompt_tokens(messages), prompt_bound(messages)
+        spend = self._spending.for_call(messages, None, ())
+        out = []
+        for candidate in select_candidates(
+            list(self._models.values()), self._config.routing,
+            estimate=lambda s: self._prices.estimate(s, pt, self._max_tokens(s, max_tokens)),
+            has_key=ModelSpec.has_key, unavailable=self._targets.unavailable,
+        ):
+            spec = candidate.spec
+            mt = self._max_tokens(spec, max_tokens)
+            price = self._prices.price(spec)
+            wc = None if price is None else price.worst_case(pb, mt)
+            reason = candidate.skip_reason or (None if spend is None else spend.guard.check(wc))
+            out.append(estimate(spec, price, prompt_tokens=pt, prompt_bound=pb, max_tokens=mt,
+                                window=self._spending.window(spec), budgeted=spend is not None, skip_reason=reason))
+        return out
+
+    async def batch(self, requests: Any, **options: Any) -> BatchResult:
+        """Many requests at once (see `amaos_llm.batch.run_batch`): `max_concurrency`,
+        `failure_strategy`, `request_timeout`; results by id, in request order."""
+        from amaos_llm.batch import run_batch
+
+        return await run_batch(self, requests, **options)  # type: ignore[arg-type]
+
+    async def retry_failed(self, result: BatchResult, **options: Any) -> BatchResult:
+        """The requests of `result` that have no answer, run again; the merged `BatchResult`."""
+        from amaos_llm.batch import retry_failed
+
+        return await retry_failed(self, result, **options)  # type: ignore[arg-type]
 
     def list_models(self) -> list[ModelSpec]:
         return list(self._models.values())
@@ -142,4 +211,5 @@ class ManagerControls:
     def _retire(self, name: str) -> None:
         self._retired.extend(self._targets.forget(name))
         self._prices.forget(name)
+        self._spending.forget(name)
         self._version += 1

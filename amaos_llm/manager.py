@@ -21,8 +21,9 @@ from typing import Any
 import anyio
 
 from amaos_llm.balancing import Balancer, Load
+from amaos_llm.budget import Budget
 from amaos_llm.cache import ResultCache, cache_key
-from amaos_llm.call_state import CallOptions, CallState, call_options, estimate_prompt_tokens
+from amaos_llm.call_state import CallOptions, CallState, call_options
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
 from amaos_llm.controls import ManagerControls
 from amaos_llm.errors import (
@@ -39,12 +40,15 @@ from amaos_llm.health import Health
 from amaos_llm.inputs import chat_messages, prompt_messages, system_and_messages
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
+from amaos_llm.providers.callable import CallableProvider
 from amaos_llm.providers.registry import provider_class
 from amaos_llm.resilience import RetryPolicy
 from amaos_llm.resilience.guards import pause, retry_policy
 from amaos_llm.resilience.targets import Target, Targets, plan
 from amaos_llm.selection import models_named, select_candidates
 from amaos_llm.sending import load_model, loads_models, send, without_unsupported
+from amaos_llm.spending import Spending
+from amaos_llm.state import StateStore, make_store
 from amaos_llm.stats import Stats
 from amaos_llm.streaming import (
     ChunkStream,
@@ -55,6 +59,7 @@ from amaos_llm.streaming import (
     interrupted,
 )
 from amaos_llm.telemetry import Telemetry, call_request
+from amaos_llm.tokens import prompt_tokens as count_prompt_tokens
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.validation import Validator, check_validator, judge, reask
 
@@ -97,6 +102,8 @@ class LLMManager(ManagerControls):
         validator: Validator | None = None,
         tracer_provider: Any = None,
         meter_provider: Any = None,
+        budget_usd: float | Decimal | str | None = None,
+        state_store: StateStore | None = None,
     ) -> None:
         if isinstance(config, (str, Path)):
             config = LLMConfig.from_yaml(config)
@@ -121,6 +128,9 @@ class LLMManager(ManagerControls):
         self._cache = ResultCache(cache.max_size, cache.ttl, clock)
         self._version = 0  # changes with the models or the routing, so that a cached answer from before is not reused
         self._closed = False
+        config = self._config
+        self._spending = Spending(self._prices, clock, state_store or make_store(config.state, clock),
+                                  budget_usd if budget_usd is not None else config.budget_usd, config.budget_key)
         # decided per manager: a tracer or meter provider configured after import counts from here on
         self._telemetry = Telemetry.for_manager(capture_content=self._config.telemetry.capture_content,
                                                 secrets=_key_values(self._config.models),
@@ -147,15 +157,18 @@ class LLMManager(ManagerControls):
         validator: Validator | None = None,
         validation_retries: int | None = None,
         cache: bool | None = None,
+        max_cost: float | Decimal | None = None,
+        budget: Budget | Sequence[Budget] | None = None,
     ) -> LLMResult:
         """Answer `prompt`. `deadline` (seconds; default `defaults.deadline`) bounds the whole call;
         `validator(result) -> True | False | reason` (default: the manager's) must accept the answer,
         which is re-asked up to `validation_retries` times (default `defaults.validation_retries`);
         `cache` (default `cache.enabled`) answers a repeated request from the result cache.
         `provider` (a model name or a provider type such as `openai`) keeps the call to those
-        models, falling back among them."""
+        models, falling back among them. `max_cost` caps this call's worst case; `budget` adds
+        ledgers (`Budget`s) it must fit in besides the manager's `budget_usd`."""
         options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache,
-                               None if provider is None else self._only(provider))
+                               None if provider is None else self._only(provider), max_cost, budget)
         return await self._serve(prompt_messages, (prompt, system_prompt), options)
 
     async def chat(
@@ -170,9 +183,11 @@ class LLMManager(ManagerControls):
         validator: Validator | None = None,
         validation_retries: int | None = None,
         cache: bool | None = None,
+        max_cost: float | Decimal | None = None,
+        budget: Budget | Sequence[Budget] | None = None,
     ) -> LLMResult:
         options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache,
-                               None if provider is None else self._only(provider))
+                               None if provider is None else self._only(provider), max_cost, budget)
         return await self._serve(chat_messages, (messages,), options)
 
     completion = complete  # spoon_ai's name
@@ -216,10 +231,12 @@ class LLMManager(ManagerControls):
         return frozenset(models_named(list(self._models.values()), name))
 
     async def aclose(self) -> None:
+        """Close every client (a reopened manager, `async with`, builds them again)."""
         providers = [*self._retired]
         for target in self._targets.all():
-            providers.extend(target.providers.values())
-            target.providers.clear()
+            for env, provider in list(target.providers.items()):
+                if not isinstance(provider, CallableProvider):  # a registered function has no client
+                    providers.append(target.providers.pop(env))
         self._retired = []
         self._closed = True
         for provider in providers:
@@ -228,6 +245,7 @@ class LLMManager(ManagerControls):
     cleanup = aclose  # spoon_ai's name
 
     async def __aenter__(self) -> LLMManager:
+        self._closed = False  # reopened after aclose: clients are built again, stats and budget kept
         return self
 
     async def __aexit__(
@@ -253,6 +271,10 @@ class LLMManager(ManagerControls):
         try:
             call = CallState.begin(build(*args), options, start, self._config.defaults,
                                    self._validator if stream is None else None)
+            if self._spending.budget is not None or options.max_cost is not None or options.budget is not None:
+                extra = options.budget
+                budgets = [] if extra is None else [extra] if isinstance(extra, Budget) else list(extra)
+                call.spend = self._spending.for_call(call.messages, options.max_cost, budgets)  # type: ignore[arg-type]
             if self._telemetry:
                 call.trace = self._telemetry.start_call("chat", call_request(call, self._telemetry, stream))
             if stream is None:
@@ -321,7 +343,8 @@ class LLMManager(ManagerControls):
             forced = self._models.get(force_model)
             if forced is None:
                 raise ModelNotFound(force_model, list(self._models))
-        prompt_tokens, max_tokens = estimate_prompt_tokens(call.messages), call.options.max_tokens
+        call.prompt_tokens = prompt_tokens = count_prompt_tokens(call.messages)
+        max_tokens = call.options.max_tokens
         waited = 0.0
         while True:
             models = list(self._models.values())
@@ -347,17 +370,32 @@ class LLMManager(ManagerControls):
                     if call.trace is not None:
                         call.trace.fallback(self._models[call.last_model], call.attempts[-1].error or "failed")
                     call.last_model = None  # counted once, however many of its targets are passed over
-                result = await self._try(spec, target, call)
+                try:
+                    result = await self._try(spec, target, call)
+                finally:
+                    if call.spend is not None and call.spend.hold is not None:  # left the model unpaid
+                        await Spending.release(call)
                 if result is not None:
                     return result
             sent = call.sends > sends
             comebacks = [c.clears_in for c in candidates if c.clears_in is not None] + (call.comebacks or [])
             wait = None if sent else pause(comebacks, waited, call.until, self._config.defaults.max_retry_wait,
                                            self._clock)
+            if wait is None and not sent and call.spend is not None and call.spend.blocked:
+                # Only budgets held by calls in flight stood in the way: wait for one of them to settle.
+                left = self._config.defaults.max_retry_wait - waited
+                if call.until is not None:
+                    left = min(left, call.until - self._clock())
+                refusal, call.spend.blocked = call.spend.blocked[0], []
+                t0 = self._clock()
+                if left > 0 and await refusal.wait(left):
+                    waited += self._clock() - t0
+                    continue
             if wait is None:
                 if call.stream is not None and call.stream.interrupted is not None:
                     raise interrupted(call, "the stream was cut and no model could carry it on")
-                raise AllModelsFailed(call.attempts, "all models failed" if sent else "no eligible model")
+                exceeded = None if call.spend is None else call.spend.guard.exceeded(call.attempts)
+                raise exceeded or AllModelsFailed(call.attempts, "all models failed" if sent else "no eligible model")
             # Every model was passed over, but one comes back soon (an open breaker, a Retry-After):
             # waiting for it beats failing the call.
             await self._sleep(wait)
@@ -389,7 +427,10 @@ class LLMManager(ManagerControls):
             if retry or reasks or dropped:  # a re-send: its own Retry-After was waited out; only a breaker stops it
                 block = ("circuit breaker open after repeated failures", None) if target.breaker.is_open() else None
             else:  # it may have changed since the model was picked
-                block = target.unavailable(ring, clock)
+                block = target.unavailable(ring, clock) or self._spending.static_skip(
+                    spec, call.prompt_tokens, request.max_tokens, call.spend)
+            if block is None and (call.spend is not None or spec.rpm or spec.tpm):
+                block = await self._spending.admit(call, spec, call.prompt_tokens, request.max_tokens, clock)
             if block is not None:
                 self._record(call, spec, target, None, "skipped", 0.0, block[0])
                 if block[1] is not None:
@@ -440,6 +481,8 @@ class LLMManager(ManagerControls):
                 target.observe(latency, clock())
                 load.observe(spec.name, latency)
                 usage, cost = self._bill(spec, reply, call)
+                if call.spend is not None or call.rate_ticket is not None:
+                    await Spending.paid(call, usage, cost)
                 reason = None
                 if call.validator is not None:
                     reason = await judge(call.validator, self._result(spec, reply, call))
@@ -477,6 +520,8 @@ class LLMManager(ManagerControls):
                 stats.model(spec.name).breaker_opens += 1
             paid = getattr(error, "usage", None)  # what a stream cut mid-way had reported using
             usage, cost = self._bill(spec, paid, call) if paid is not None else (None, None)
+            if usage is not None and (call.spend is not None or call.rate_ticket is not None):
+                await Spending.paid(call, usage, cost)
             self._record(call, spec, target, env, "timeout" if timed_out else "error", latency,
                          f"{type(error).__name__}: {error}", usage, cost, error)
             if stream is not None:
@@ -532,10 +577,12 @@ class LLMManager(ManagerControls):
         """What this answer cost, by the provider's own token counts, added to the stats and to the
         call's total (every answer is paid for, a rejected one too, and what a cut stream used)."""
         price = self._prices.price(spec)
-        cost = None if price is None else price.cost(reply.input_tokens, reply.output_tokens)
+        read, write = getattr(reply, "cache_read_tokens", 0), getattr(reply, "cache_write_tokens", 0)
+        cost = None if price is None else price.cost(reply.input_tokens, reply.output_tokens, read, write)
         self._stats.record_usage(spec.name, reply.input_tokens, reply.output_tokens, cost)
         usage = reply if isinstance(reply, Usage) else Usage(input_tokens=reply.input_tokens,
-                                                             output_tokens=reply.output_tokens)
+                                                             output_tokens=reply.output_tokens,
+                                                             cache_read_tokens=read, cache_write_tokens=write)
         call.pay(usage, cost)
         return usage, cost
 

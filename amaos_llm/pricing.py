@@ -205,7 +205,7 @@ def genai_prices_ref(spec: ModelSpec) -> tuple[str | None, str | None] | None:
     if spec.provider in _GENAI_PRICES_IDS:
         return spec.provider, None
     if spec.provider == "openai_compatible" and spec.base_url:
-        return None, spec.base_url
+        return None, spec.endpoints[0]  # several URLs are endpoints of one service: the first names it
     return None
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import anyio
 
@@ -163,6 +163,10 @@ class MemoryStore:
     async def usage(self, key: str) -> Ledger:
         return self.peek(key)
 
+    async def reset(self, key: str) -> None:
+        """Forget a key's counters (an explicit budget reset); its open reservations close as no-ops."""
+        self._counters.pop(key, None)
+
     def peek(self, key: str) -> Ledger:
         """`usage` without the await, for sync readers (`Budget.spent`): this store is local."""
         counter = self._counters.get(key)
@@ -181,3 +185,12 @@ class MemoryStore:
             return True
         return False
 
+
+
+def make_store(config: Any, clock: Callable[[], float] = time.monotonic) -> StateStore:
+    """The store a configuration's `state:` names: this process's, or a Redis (`RedisStateStore`)."""
+    if config.backend == "redis":
+        from amaos_llm.state_redis import RedisStateStore
+
+        return RedisStateStore(config.url, prefix=config.prefix)
+    return MemoryStore(clock)

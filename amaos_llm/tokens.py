@@ -54,7 +54,7 @@ def prompt_tokens(messages: Sequence[HasText]) -> int:
             twelfths += 3 * len(text)
         else:
             ascii_chars = len(text.encode("ascii", "ignore"))
-            twelfths += 3 * ascii_chars + 4 * (len(text.encode()) - ascii_chars)
+            twelfths += 3 * ascii_chars + 4 * (len(text.encode("utf-8", "surrogatepass")) - ascii_chars)
     return -(-twelfths // 12) + TOKENS_PER_MESSAGE * len(messages)
 
 
@@ -63,7 +63,8 @@ def prompt_bound(messages: Sequence[HasText]) -> int:
     size = FRAME_BOUND_PER_REQUEST
     for message in messages:
         text = _text(message)
-        size += (len(text) if text.isascii() else len(text.encode())) + FRAME_BOUND_PER_MESSAGE
+        size += (len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))) \
+            + FRAME_BOUND_PER_MESSAGE
     return size
 
 

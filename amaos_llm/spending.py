@@ -1,0 +1,133 @@
+"""What a call may spend, at the attempt loop's moments: which models its prompt fits, the rate
+limits and budgets a send must pass, and the settling of what each paid attempt cost.
+
+- **Before the loop** (`for_call`): the call's `BudgetGuard` (the manager's budget, the call's own
+  `budget=` ledgers, its `max_cost`) and its token estimates; None when nothing is in force.
+- **Before each send** (`static_skip`, then `admit`): a model whose context window cannot hold the
+  prompt plus `max_tokens`, or an unpriced model under a budget, is skipped; then the model's
+  rpm/tpm window admits the send (every send counts, retries too), then the budget reserves the
+  worst case on every ledger, all or none (kept across same-model retries, taken again after a
+  paid answer).
+- **After a paid attempt** (`paid`): the hold settles at the real cost, exactly once; the rate
+  ticket counts the real tokens. The loop releases an unpaid hold when it leaves the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from amaos_llm.budget import Budget, BudgetGuard, Refusal, money
+from amaos_llm.limits import RateLimits, RateRefusal
+from amaos_llm.tokens import PRICE_UNKNOWN, context_window, prompt_bound, window_skip_reason
+
+if TYPE_CHECKING:
+    from amaos_llm.call_state import CallState
+    from amaos_llm.config import ModelSpec
+    from amaos_llm.pricing import PriceBook
+    from amaos_llm.state import StateStore
+    from amaos_llm.types import Message, Usage
+
+Skip = tuple[str, float | None]  # a skip reason, and the seconds until it may lift by itself
+_UNSET: Any = object()
+
+
+class CallSpend:
+    """One call's limits and estimates."""
+
+    __slots__ = ("guard", "bound", "hold", "ticket", "blocked")
+
+    def __init__(self, guard: BudgetGuard, bound: int) -> None:
+        self.guard = guard
+        self.bound = bound  # prompt_bound: the prompt tokens no tokenizer exceeds (money)
+        self.hold: Any = None  # the worst case held for the model being tried
+        self.ticket: Any = None  # the rate limiter's count of the last send
+        self.blocked: list[Refusal] = []  # budgets that fit once calls in flight settle
+
+
+class Spending:
+    """A manager's budget, rate limiters and context-window table."""
+
+    def __init__(self, prices: PriceBook, clock: Callable[[], float], store: StateStore,
+                 budget_usd: Decimal | None, budget_key: str) -> None:
+        self.prices = prices
+        self.store, self.budget_key = store, budget_key
+        self.budget: Budget | None = None
+        self.reset(budget_usd)
+        self.limits = RateLimits(clock)
+        self._windows: dict[str, int | None] = {}
+
+    def reset(self, budget_usd: object | None) -> None:
+        """A fresh manager budget (None: none). On a shared store the ledger's spending stays."""
+        self.budget = None if budget_usd is None else Budget(money(budget_usd), store=self.store,
+                                                             key=f"budget:{self.budget_key}", scope="manager")
+
+    def forget(self, name: str) -> None:
+        self._windows.pop(name, None)
+        self.limits.forget(name)
+
+    def for_call(self, messages: Sequence[Message], max_cost: object | None,
+                 budgets: Sequence[Budget]) -> CallSpend | None:
+        """The call's guard, or None when no budget and no max_cost is in force."""
+        ledgers = [*([self.budget] if self.budget is not None else ()), *budgets]
+        if not ledgers and max_cost is None:
+            return None
+        cap = None if max_cost is None else money(max_cost, "max_cost")
+        return CallSpend(BudgetGuard(ledgers, max_cost=cap), prompt_bound(messages))
+
+    def window(self, spec: ModelSpec) -> int | None:
+        window = self._windows.get(spec.name, _UNSET)
+        if window is _UNSET:
+            window = self._windows[spec.name] = context_window(spec)
+        return window  # type: ignore[no-any-return]
+
+    def static_skip(self, spec: ModelSpec, prompt: int, max_tokens: int, spend: CallSpend | None) -> Skip | None:
+        """A model the call cannot use whatever happens elsewhere: its window is too small, or it
+        has no price while a budget is in force."""
+        reason = window_skip_reason(prompt, max_tokens, self.window(spec))
+        if reason is None and spend is not None and self.prices.price(spec) is None:
+            reason = PRICE_UNKNOWN
+        return None if reason is None else (reason, None)
+
+    async def admit(self, call: CallState, spec: ModelSpec, prompt: int, max_tokens: int,
+                    clock: Callable[[], float]) -> Skip | None:
+        """Rate limit, then budget, for one send; None when it may go (a ticket and a hold taken)."""
+        limiter = self.limits.limiter(spec.name, rpm=spec.rpm, tpm=spec.tpm) if (spec.rpm or spec.tpm) else None
+        if limiter is not None:
+            ticket = limiter.acquire(prompt + max_tokens)
+            if isinstance(ticket, RateRefusal):
+                return ticket.reason, None if ticket.frees_at is None else max(0.0, ticket.frees_at - clock())
+            call.rate_ticket = ticket
+        spend = call.spend
+        if spend is None or spend.hold is not None:  # same-model retries keep what they hold
+            return None
+        price = self.prices.price(spec)
+        worst = None if price is None else price.worst_case(spend.bound, max_tokens)
+        hold = await spend.guard.reserve(worst, spec.name)
+        if isinstance(hold, Refusal):
+            if hold.blocked:
+                spend.blocked.append(hold)
+            return hold.reason, None
+        spend.hold = hold
+        return None
+
+    @staticmethod
+    async def paid(call: CallState, usage: Usage, cost: Decimal | None) -> None:
+        """Settle what a paid attempt cost (its hold once, at the real cost) and its real tokens."""
+        ticket, call.rate_ticket = call.rate_ticket, None
+        if ticket is not None:
+            ticket.settle(usage.input_tokens + usage.output_tokens)
+        spend = call.spend
+        if spend is not None and spend.hold is not None:
+            hold, spend.hold = spend.hold, None
+            await hold.settle(cost if cost is not None else Decimal(0))
+
+    @staticmethod
+    async def release(call: CallState) -> None:
+        """Leaving a model without paying: its hold goes back."""
+        spend = call.spend
+        if spend is not None and spend.hold is not None:
+            hold, spend.hold = spend.hold, None
+            await hold.release()
+

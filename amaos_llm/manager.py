@@ -58,7 +58,7 @@ from amaos_llm.streaming import (
     fire,
     interrupted,
 )
-from amaos_llm.telemetry import Telemetry, call_request
+from amaos_llm.telemetry import Telemetry, call_request, key_values, settled
 from amaos_llm.tokens import prompt_tokens as count_prompt_tokens
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.validation import Validator, check_validator, judge, reask
@@ -66,16 +66,6 @@ from amaos_llm.validation import Validator, check_validator, judge, reask
 MessageLike = Message | Mapping[str, Any]
 log = logging.getLogger("amaos_llm")
 
-
-def _key_values(models: Sequence[ModelSpec]) -> list[str]:
-    """Every key the models would send, for telemetry to scrub from what it exports."""
-    keys = []
-    for spec in models:
-        for env in spec.key_envs or ((None,) if spec.api_key is not None else ()):
-            secret = spec.resolve_key(env)
-            if secret is not None:
-                keys.append(secret.get_secret_value())
-    return keys
 
 
 class LLMManager(ManagerControls):
@@ -133,7 +123,7 @@ class LLMManager(ManagerControls):
                                   budget_usd if budget_usd is not None else config.budget_usd, config.budget_key)
         # decided per manager: a tracer or meter provider configured after import counts from here on
         self._telemetry = Telemetry.for_manager(capture_content=self._config.telemetry.capture_content,
-                                                secrets=_key_values(self._config.models),
+                                                secrets=key_values(self._config.models),
                                                 tracer_provider=tracer_provider, meter_provider=meter_provider)
 
     @classmethod
@@ -291,32 +281,17 @@ class LLMManager(ManagerControls):
             if stream is not None:
                 await stream.failed(exc)
             if call is not None:
-                self._settled(call, None, exc)
+                settled(call, None, exc, self._models)
             raise
         except BaseException as exc:  # cut off by the caller (a cancel scope, Ctrl-C): not the models' fault
             stats.cancelled += 1
             if call is not None:
-                self._settled(call, None, exc)
+                settled(call, None, exc, self._models)
             raise
         stats.successes += 1
         if call.trace is not None or call.fell_back_from is not None:
-            self._settled(call, result, None)
+            settled(call, result, None, self._models)
         return result
-
-    def _settled(self, call: CallState, result: LLMResult | None, error: BaseException | None) -> None:
-        """A call's end, told to telemetry and the log: one WARNING for a call that fell back."""
-        if call.fell_back_from is not None:
-            if result is not None:
-                log.warning("%s failed; %s answered instead", call.fell_back_from, result.model_name)
-            elif isinstance(error, Exception):
-                log.warning("%s failed and no other model answered: %s", call.fell_back_from,
-                            type(error).__name__)
-        trace = call.trace
-        if trace is not None:
-            if result is not None:
-                trace.end(self._models.get(result.model_name))
-            elif error is not None:
-                trace.end_failed(error)
 
     async def _through_cache(self, call: CallState) -> LLMResult:
         """A stored answer to the same request (the validator, if any, checks it again), else a

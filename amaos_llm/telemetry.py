@@ -29,11 +29,12 @@ key values the manager hands in.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -43,6 +44,7 @@ from urllib.parse import urlsplit
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 SCOPE = "amaos_llm"
+log = logging.getLogger("amaos_llm")
 
 # Our provider names → the conventions' `gen_ai.provider.name` values (ours for the in-process ones).
 PROVIDER_NAMES = {
@@ -569,3 +571,30 @@ class GraphTelemetry:
                 return result
 
         return traced
+
+
+def key_values(models: Sequence[Any]) -> list[str]:
+    """Every key the models would send, for a recorder to scrub from what it exports."""
+    keys = []
+    for spec in models:
+        for env in spec.key_envs or ((None,) if spec.api_key is not None else ()):
+            secret = spec.resolve_key(env)
+            if secret is not None:
+                keys.append(secret.get_secret_value())
+    return keys
+
+
+def settled(call: Any, result: Any, error: BaseException | None, models: Mapping[str, Any]) -> None:
+    """A manager call's end, told to its trace and the log: one WARNING for a call that fell back
+    (not one per attempt), naming models only, never a key."""
+    if call.fell_back_from is not None:
+        if result is not None:
+            log.warning("%s failed; %s answered instead", call.fell_back_from, result.model_name)
+        elif isinstance(error, Exception):
+            log.warning("%s failed and no other model answered: %s", call.fell_back_from, type(error).__name__)
+    trace = call.trace
+    if trace is not None:
+        if result is not None:
+            trace.end(models.get(result.model_name))
+        elif error is not None:
+            trace.end_failed(error)

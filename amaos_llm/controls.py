@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import random
 
     from amaos_llm.batch import BatchResult
+    from amaos_llm.config_report import ConfigReport
     from amaos_llm.health import Health
     from amaos_llm.pricing import PriceBook
     from amaos_llm.providers.base import Provider
@@ -98,6 +99,22 @@ class ManagerControls:
             out.append(estimate(spec, price, prompt_tokens=pt, prompt_bound=pb, max_tokens=mt,
                                 window=self._spending.window(spec), budgeted=spend is not None, skip_reason=reason))
         return out
+
+    async def validate_configuration(self) -> ConfigReport:
+        """Per model: credentials present (never their values), endpoint reachable (the free health
+        check), where its price comes from, its context window; `ok` False when an enabled model
+        has a problem. Sends no generation."""
+        from amaos_llm.config_report import ConfigReport, check_model
+
+        reachable = await self._health.check_all()
+        local_only = self._config.routing.local_only
+        models = {}
+        for spec in self._models.values():
+            excluded = local_only and not spec.is_local
+            credentials = await self._health.credentials(spec)
+            seen = reachable.get(spec.name) if spec.enabled and not excluded and credentials else None
+            models[spec.name] = check_model(spec, credentials, seen, self._prices, excluded=excluded)
+        return ConfigReport(ok=not any(m.problems for m in models.values()), models=models)
 
     async def batch(self, requests: Any, **options: Any) -> BatchResult:
         """Many requests at once (see `amaos_llm.batch.run_batch`): `max_concurrency`,

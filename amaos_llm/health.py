@@ -60,6 +60,24 @@ class Health:
                 tg.start_soon(check, spec)
         return {name: results[name] for name in self._models if name in results}
 
+    async def credentials(self, spec: ModelSpec) -> bool:
+        """Whether the model's credentials are there, never reading them out: its key variable(s),
+        or for a provider with its own chain (Bedrock's AWS chain) that chain."""
+        if spec.key_required and not spec.has_key():
+            return False
+        targets = self._targets.of(spec)
+        try:
+            provider = self._provider(targets[0], targets[0].key(self._targets.keys))
+        except ProviderError:
+            return False
+        has_credentials = getattr(provider, "has_credentials", None)
+        if has_credentials is None:
+            return True
+        try:
+            return bool(await has_credentials())
+        except ProviderError:
+            return False
+
     async def _check(self, target: Target, limit: float) -> bool:
         ok = False
         try:

@@ -373,15 +373,19 @@ def validate(
     local_only: Annotated[
         bool, typer.Option("--local-only", help="Also check that a local model exists to run offline.")
     ] = False,
+    live: Annotated[bool, typer.Option(
+        "--live", help="Also ask each model's endpoint (health checks, no generation): credentials, prices, windows."
+    )] = False,
     debug: Debug = False,
 ) -> None:
     """Check a pipeline or a model configuration file (prints `ok` or the first problem), and/or
-    a JSONL inputs file (prints every bad line).
+    a JSONL inputs file (prints every bad line). With --live, a table per model; exit 1 when a
+    model that would be routed to is unusable.
 
     Beyond the schema: a key written twice, nothing to route to, a missing model file, a
     `force_model` no model answers to. An API key written in a file is a warning. In an inputs
     file, an `id` given twice is a warning (`run --resume` knows inputs by id)."""
-    if file is None and inputs is None:
+    if file is None and inputs is None and not live:
         raise typer.BadParameter("give a pipeline or model configuration FILE, --inputs FILE.jsonl, or both")
     with _errors_as_one_line(debug):
         if file is not None:
@@ -391,6 +395,33 @@ def validate(
             Console().print(Text(message, style="green"))
         if inputs is not None:
             _check_inputs_file(inputs)
+        if live and not _live_report(file, local_only):
+            raise typer.Exit(1)
+
+
+def _live_report(file: Path | None, local_only: bool) -> bool:
+    """`validate --live`: the manager's configuration report as a table; whether it is ok."""
+
+    from amaos_llm.yaml_source import load_yaml
+
+    if file is not None:  # a pipeline's models come from its nodes' configuration: the default one here
+        data = load_yaml(file).data
+        file = None if isinstance(data, dict) and "nodes" in data else file
+
+    async def report() -> Any:
+        async with _manager(file, local_only) as manager:
+            return await manager.validate_configuration()
+
+    result = _run_interruptible(report)
+    table = Table(title="models (live)")
+    for column in ("name", "credentials", "reachable", "price", "context window", "problems"):
+        table.add_column(column)
+    for name, check in result.models.items():
+        reachable = "-" if check.reachable is None else "yes" if check.reachable else "no"
+        table.add_row(name, "yes" if check.credentials else "missing", reachable, check.price_source,
+                      str(check.context_window or "-"), "; ".join(check.problems) or "ok")
+    Console().print(table)
+    return bool(result.ok)
 
 
 def _check_config_file(file: Path, local_only: bool) -> tuple[list[str], str]:

@@ -120,7 +120,8 @@ class LLMManager(ManagerControls):
         self._closed = False
         config = self._config
         self._spending = Spending(self._prices, clock, state_store or make_store(config.state, clock),
-                                  budget_usd if budget_usd is not None else config.budget_usd, config.budget_key)
+                                  budget_usd if budget_usd is not None else config.budget_usd, config.budget_key,
+                                  config.state.on_error)
         # decided per manager: a tracer or meter provider configured after import counts from here on
         self._telemetry = Telemetry.for_manager(capture_content=self._config.telemetry.capture_content,
                                                 secrets=key_values(self._config.models),

@@ -196,6 +196,7 @@ async def run_batch(
 
     if executor is None:
         executor = LocalExecutor(concurrency)
+    executor.check(pipeline)  # before the output is opened: a job that cannot start leaves it as it was
     orchestrator = pipeline.orchestrator
     shape = pipeline_record(pipeline.name, orchestrator.nodes.values(), orchestrator.edges)
     writer: RecordWriter | _StdoutWriter = (

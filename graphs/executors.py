@@ -53,6 +53,10 @@ class Executor(ABC):
         `entries` is read lazily; an exception it raises (a bad line under `--on-bad-input stop`)
         comes out of the iteration after the records of every entry before it."""
 
+    def check(self, pipeline: Pipeline) -> None:
+        """Raise `ExecutorError` if this executor cannot run `pipeline`, before anything is opened or
+        written (the default: it can)."""
+
     async def run_many(self, pipeline: Pipeline, inputs: Iterable[Any]) -> list[dict[str, Any]]:
         """The records of one run per input (a prompt string or an input object, as a JSONL line
         holds), in input order. Each input's `id` is its `id` field, else its position from 1."""
@@ -192,14 +196,22 @@ class RayExecutor(Executor):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
 
-    @asynccontextmanager
-    async def records(
-        self, pipeline: Pipeline, entries: Iterable[Entry], *, ordered: bool = True
-    ) -> AsyncIterator[AsyncIterator[Finished]]:
+    def check(self, pipeline: Pipeline) -> None:
         if pipeline.path is None:
             raise ExecutorError("the Ray executor runs pipelines loaded from a YAML file: each worker loads it")
         if self.workers > 1 and (why := _shared_state_required(pipeline)) is not None:
             raise ExecutorError(f"{self.workers} workers cannot share this pipeline's state: {why}")
+        if _is_loopback(self.address):
+            # Ray binds every port on the host's network address unless told it runs no cluster beyond
+            # this machine; read when Ray is imported and inherited by the processes it starts.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        _import_ray()
+
+    @asynccontextmanager
+    async def records(
+        self, pipeline: Pipeline, entries: Iterable[Entry], *, ordered: bool = True
+    ) -> AsyncIterator[AsyncIterator[Finished]]:
+        self.check(pipeline)
         env = {name: os.environ[name] for name in _key_env_names(pipeline) if name in os.environ}
         ray = self._connect()
         actors: list[Any] = []
@@ -235,23 +247,20 @@ class RayExecutor(Executor):
     # -- starting -------------------------------------------------------------------------------
 
     def _connect(self) -> Any:
-        if _is_loopback(self.address):
-            # Ray binds every port on the host's network address unless told it runs no cluster beyond
-            # this machine; read when Ray is imported and inherited by the processes it starts.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray = _import_ray()
         self._started_ray = False
         if ray.is_initialized():
             return ray
         import logging
 
+        # A job's code travels with it (Ray accepts local directories only for the whole job, here);
+        # a Ray the caller joined already runs with the caller's runtime_env.
+        common = {"runtime_env": _code_runtime_env(), "logging_level": logging.WARNING, "configure_logging": False}
         if self.address is None:
-            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
-                     configure_logging=False, _node_ip_address="127.0.0.1")
-            self._started_ray = True
+            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **common)
         else:
-            ray.init(address=self.address, logging_level=logging.WARNING, configure_logging=False)
-            self._started_ray = True  # this process's connection, not the cluster: shutdown only disconnects
+            ray.init(address=self.address, **common)  # shutdown() then only disconnects this driver
+        self._started_ray = True
         return ray
 
     def _start_actors(self, ray: Any, pipeline: Pipeline, env: dict[str, str]) -> list[Any]:
@@ -261,7 +270,7 @@ class RayExecutor(Executor):
         source = PipelineSource(str(pipeline.path.resolve()), self.local_only, self.config_path)
         worker = ray.remote(PipelineWorker)
         options = {"num_cpus": self.num_cpus, "max_restarts": self.max_restarts,
-                   "max_task_retries": self.max_restarts, "runtime_env": _code_runtime_env()}
+                   "max_task_retries": self.max_restarts}
         actors = []
         prefix = f"amaos-{os.getpid()}-{id(self):x}"
         for i in range(self.workers):
@@ -287,7 +296,8 @@ class RayExecutor(Executor):
 
 def _code_runtime_env() -> dict[str, Any]:
     """The workers import the driver's own `amaos_llm`, `nodes` and `graphs` (a checkout or an
-    install), not whatever copy the cluster's Python finds first: Ray ships them as `py_modules`."""
+    install), not whatever copy the cluster's Python finds first: Ray ships them as `py_modules`.
+    Their dependencies (pydantic, the SDKs...) must be installed on the cluster."""
     import amaos_llm
     import graphs
     import nodes

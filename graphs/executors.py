@@ -227,6 +227,10 @@ class RayExecutor(Executor):
                     # An ObjectRef is awaitable on the asyncio loop the CLI runs; cancelling the await
                     # (Ctrl-C) leaves the batch to the actors, which are killed below.
                     records = await actors[i].run.remote(items) if items else []
+                except ray.exceptions.RayError as exc:  # restarted too often, or a bug raised in the worker
+                    raise ExecutorError(f"a Ray worker failed on lines {batch[0].line}-{batch[-1].line}: "
+                                        f"{_first_line(exc)}; the records before them are written: run "
+                                        "again with --resume") from None
                 finally:
                     pool.give_back(i)
                 return _merge(batch, records)

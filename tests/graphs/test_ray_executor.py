@@ -108,6 +108,34 @@ def test_no_ordered_writes_every_input_once_as_the_runs_finish(job):
     assert sorted(r["id"] for r in records(job["out"])) == sorted(f"k{i}" for i in range(100))
 
 
+def test_no_ordered_on_the_local_executor_writes_every_input_once(job):
+    write_inputs(job["inputs"], 50)
+    result = cli(str(job["pipeline"]), "--inputs", str(job["inputs"]), "--output", str(job["out"]), "--no-ordered")
+    assert result.exit_code == 0, result.output
+    assert sorted(r["id"] for r in records(job["out"])) == sorted(f"k{i}" for i in range(50))
+
+
+def test_a_worker_that_keeps_dying_stops_the_job_in_one_line_and_leaves_it_resumable(job):
+    n = 400
+    write_inputs(job["inputs"], n)
+    pipeline = load_pipeline(job["pipeline"])
+    executor = RayExecutor(batch_size=20, concurrency=8, max_restarts=0)
+
+    def kill_the_worker(record: dict) -> None:
+        if record["index"] == 100:
+            ray.kill(ray.get_actor(executor.actor_names[0]), no_restart=False)  # no restart left: the job stops
+
+    with pytest.raises(executors.ExecutorError, match=r"a Ray worker failed on lines \d+-\d+: .*--resume"):
+        anyio.run(lambda: run_batch(pipeline, job["inputs"], job["out"], 8, executor=executor,
+                                    on_record=kill_the_worker))
+    written = records(job["out"])
+    assert 100 < len(written) < n and [r["id"] for r in written] == [f"k{i}" for i in range(len(written))]
+    result = cli(str(job["pipeline"]), "--inputs", str(job["inputs"]), "--output", str(job["out"]),
+                 "--executor", "ray", "--resume")
+    assert result.exit_code == 0, result.output
+    assert_each_input_once_in_order(job["out"], n)
+
+
 def test_a_worker_killed_mid_job_is_restarted_and_each_input_is_still_written_once(job):
     n = 800
     write_inputs(job["inputs"], n)

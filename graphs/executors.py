@@ -220,7 +220,7 @@ class RayExecutor(Executor):
             await self._wait_ready(actors)
             pool = _Pool(actors)
 
-            async def one(batch: list[Entry]) -> list[Finished]:
+            async def one(batch: list[Entry]) -> list[Finished] | ExecutorError:
                 items = [e for e in batch if isinstance(e, BatchItem)]
                 i = pool.take()
                 try:
@@ -228,16 +228,24 @@ class RayExecutor(Executor):
                     # (Ctrl-C) leaves the batch to the actors, which are killed below.
                     records = await actors[i].run.remote(items) if items else []
                 except ray.exceptions.RayError as exc:  # restarted too often, or a bug raised in the worker
-                    raise ExecutorError(f"a Ray worker failed on lines {batch[0].line}-{batch[-1].line}: "
-                                        f"{_first_line(exc)}; the records before them are written: run "
-                                        "again with --resume") from None
+                    # Returned, not raised: raised in its turn, after the records of the batches before it.
+                    return ExecutorError(f"a Ray worker failed on lines {batch[0].line}-{batch[-1].line}: "
+                                         f"{_first_line(exc)}; the records before them are written: run "
+                                         "again with --resume")
                 finally:
                     pool.give_back(i)
                 return _merge(batch, records)
 
+            async def each(runs: AsyncIterator[tuple[int, list[Finished] | ExecutorError]]) -> AsyncIterator[Finished]:
+                async for _, batch in runs:
+                    if isinstance(batch, ExecutorError):
+                        raise batch
+                    for finished in batch:
+                        yield finished
+
             in_flight = 2 * self.workers
             async with map_stream(_batches(entries, self.batch_size), one, in_flight, ordered=ordered) as runs:
-                yield (finished async for _, batch in runs for finished in batch)
+                yield each(runs)
             with anyio.move_on_after(10):  # a clean end: close the managers; killed below regardless
                 for actor in actors:
                     await actor.close.remote()

@@ -91,6 +91,12 @@ def without_unsupported(request: ProviderRequest, feature: str | None) -> Provid
     """The request minus a parameter the server named as unsupported, if it is one we may drop."""
     if feature == "seed" and request.seed is not None:
         return replace(request, seed=None)
+    if feature == "tools" and request.tools:
+        return replace(request, tools=(), tool_choice="auto")
+    if feature == "images":
+        stripped = [m.model_copy(update={"content": m.text}) if not isinstance(m.content, str) and m.images else m
+                    for m in request.messages]
+        return replace(request, messages=stripped)
     if feature and feature in request.options:
         return replace(request, options={k: v for k, v in request.options.items() if k != feature})
     return None

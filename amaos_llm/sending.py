@@ -29,7 +29,7 @@ async def within(awaitable: Awaitable[Any], timeout: float, provider: Provider) 
     """`awaitable` (a provider call, or a stream's next piece) within `timeout`: a `ProviderTimeout`
     after it, a `ProviderError` for anything unexpected it raises; `StopAsyncIteration` (a stream's
     end), cancellation, KeyboardInterrupt and SystemExit pass through."""
-    loop = _asyncio_loop()
+    loop = running_asyncio_loop()
     if loop is None:  # trio: anyio's cancel scope
         done, result = False, None
         with anyio.CancelScope(deadline=anyio.current_time() + timeout):
@@ -50,7 +50,7 @@ async def within(awaitable: Awaitable[Any], timeout: float, provider: Provider) 
         raise ProviderTimeout(f"no reply within {timeout:g} s") from None
 
 
-def _asyncio_loop() -> Any:
+def running_asyncio_loop() -> Any:
     asyncio = sys.modules.get("asyncio")  # not imported here: only an asyncio loop already running counts
     if asyncio is None:
         return None

@@ -41,9 +41,21 @@ class PipelineWorker:
     actor's creation arguments (in memory), not in a `runtime_env`, whose values Ray's runtime-env
     agent writes to its log file."""
 
-    def __init__(self, source: PipelineSource, concurrency: int, env: Mapping[str, str]) -> None:
+    def __init__(self, source: PipelineSource, concurrency: int, env: Mapping[str, str],
+                 trace: Mapping[str, str] | None = None) -> None:
         os.environ.update(env)  # before the managers are built: they read their keys from the environment
+        self._otel: Any = None
+        self._trace_context: Any = None
+        if trace is not None:  # the driver traces: export from here too, each run under the job's span
+            from opentelemetry import propagate
+
+            from graphs.otel import configure_from_env
+
+            self._otel = configure_from_env()  # global here, before the managers decide whether to record
+            self._trace_context = propagate.extract(dict(trace))
         self._pipeline = source.load()
+        if self._otel is not None:
+            self._pipeline.orchestrator.instrument()
         self._concurrency = concurrency
         self._limiter: anyio.CapacityLimiter | None = None  # made in the actor's event loop, at the first batch
 
@@ -60,11 +72,22 @@ class PipelineWorker:
         records: list[dict[str, Any] | None] = [None] * len(items)
 
         async def one(i: int, item: BatchItem) -> None:
-            async with limiter:
-                try:
-                    result = await orchestrator.run(item.payload, metadata=item.metadata)
-                except RunFailed as exc:  # a fail_fast pipeline: its partial result is the record
-                    result = exc.result
+            token = None
+            if self._trace_context is not None:  # this task's runs nest under the driver's job span
+                from opentelemetry import context
+
+                token = context.attach(self._trace_context)
+            try:
+                async with limiter:
+                    try:
+                        result = await orchestrator.run(item.payload, metadata=item.metadata)
+                    except RunFailed as exc:  # a fail_fast pipeline: its partial result is the record
+                        result = exc.result
+            finally:
+                if token is not None:
+                    from opentelemetry import context
+
+                    context.detach(token)
             records[i] = run_record(result, item.payload, item.index, item)
 
         async with anyio.create_task_group() as tg:
@@ -73,5 +96,8 @@ class PipelineWorker:
         return [r for r in records if r is not None]
 
     async def close(self) -> None:
-        """Close the pipeline's nodes (their managers and clients) before the actor is killed."""
+        """Close the pipeline's nodes (their managers and clients) before the actor is killed, and
+        send what the tracer still buffers."""
         await self._pipeline.aclose()
+        if self._otel is not None:
+            self._otel.shutdown()

@@ -213,10 +213,13 @@ class RayExecutor(Executor):
     ) -> AsyncIterator[AsyncIterator[Finished]]:
         self.check(pipeline)
         env = {name: os.environ[name] for name in _key_env_names(pipeline) if name in os.environ}
+        job_span, trace = _trace_job(pipeline)
+        if trace is not None:  # the workers export too, to the same collector, as children of the job's span
+            env.update({k: v for k, v in os.environ.items() if k.startswith("OTEL_")})
         ray = self._connect()
         actors: list[Any] = []
         try:
-            actors = self._start_actors(ray, pipeline, env)
+            actors = self._start_actors(ray, pipeline, env, trace)
             await self._wait_ready(actors)
             pool = _Pool(actors)
 
@@ -255,6 +258,8 @@ class RayExecutor(Executor):
             self.actor_names = []
             if self._started_ray:
                 ray.shutdown()
+            if job_span is not None:
+                job_span.end()
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -275,7 +280,8 @@ class RayExecutor(Executor):
         self._started_ray = True
         return ray
 
-    def _start_actors(self, ray: Any, pipeline: Pipeline, env: dict[str, str]) -> list[Any]:
+    def _start_actors(self, ray: Any, pipeline: Pipeline, env: dict[str, str],
+                      trace: dict[str, str] | None = None) -> list[Any]:
         from graphs._ray_worker import PipelineSource, PipelineWorker
 
         assert pipeline.path is not None
@@ -287,7 +293,7 @@ class RayExecutor(Executor):
         prefix = f"amaos-{os.getpid()}-{id(self):x}"
         for i in range(self.workers):
             name = f"{prefix}-{i}"
-            actors.append(worker.options(name=name, **options).remote(source, self.concurrency, env))
+            actors.append(worker.options(name=name, **options).remote(source, self.concurrency, env, trace))
             self.actor_names.append(name)
         return actors
 
@@ -304,6 +310,25 @@ class RayExecutor(Executor):
             cpus = ray.available_resources().get("CPU", 0)
             raise ExecutorError(f"{len(actors)} Ray workers could not all start within {self.start_timeout:g}s: "
                                 f"each asks for {self.num_cpus:g} CPU and the cluster has {cpus:g} free")
+
+
+def _trace_job(pipeline: Pipeline) -> tuple[Any, dict[str, str] | None]:
+    """With tracing set up in the driver (`--otel`): a `ray job {pipeline}` span and its context as
+    W3C headers, for the workers' run spans to nest under; else (None, None)."""
+    import sys
+
+    if "opentelemetry.trace" not in sys.modules:  # nobody set up tracing: nothing to propagate
+        return None, None
+    from opentelemetry import propagate, trace
+
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return None, None
+    span = provider.get_tracer("graphs").start_span(f"ray job {pipeline.name}", attributes={
+        "amaos.pipeline": pipeline.name or ""})
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return span, carrier
 
 
 def _code_runtime_env() -> dict[str, Any]:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -326,3 +327,46 @@ def _listening_addresses(pid: int) -> set[str]:
         if owners & pids:
             addresses.add(line.split()[3])
     return addresses
+
+
+def test_with_otel_each_workers_runs_nest_under_the_drivers_job_span(job, ray_address, monkeypatch):
+    """--otel on a Ray job: the driver's `ray job` span's context travels to the workers, whose run,
+    node and LLM call spans (exported from each worker) nest under it in one trace."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from tests.graphs.test_otel import Receiver
+
+    receiver = Receiver()
+    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        write_inputs(job["inputs"], 6)
+        command = [sys.executable, "-m", "graphs.cli", "run", str(job["pipeline"]), "--inputs", str(job["inputs"]),
+                   "--output", str(job["out"]), "--executor", "ray", "--address", ray_address, "--otel"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+               "NO_PROXY": "127.0.0.1"}
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        spans = {}
+        for body in receiver.bodies.get("/v1/traces", ()):
+            for rs in ExportTraceServiceRequest.FromString(body).resource_spans:
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        spans[span.span_id] = span
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+    (job_span,) = [s for s in spans.values() if s.name == "ray job p"]
+    runs = [s for s in spans.values() if s.name == "run p"]
+    assert len(runs) == 6
+    assert all(r.parent_span_id == job_span.span_id and r.trace_id == job_span.trace_id for r in runs)
+    def ancestors(span) -> list[str]:
+        names = []
+        while span.parent_span_id in spans:
+            span = spans[span.parent_span_id]
+            names.append(span.name)
+        return names
+
+    calls = [s for s in spans.values() if s.name.startswith("chat ")]  # the call spans and their attempts
+    assert len(calls) == 12
+    assert all(ancestors(c)[-3:] == ["node llm", "run p", "ray job p"] for c in calls), [ancestors(c) for c in calls]

@@ -3,13 +3,17 @@ attempts so far, and what its answers cost (every answer is paid for, one a vali
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from amaos_llm.capabilities import Needs, call_needs
 from amaos_llm.config import Defaults
 from amaos_llm.errors import InvalidRequest
-from amaos_llm.inputs import check_sampling
+from amaos_llm.history import check_history
+from amaos_llm.inputs import check_sampling, tool_inputs
+from amaos_llm.tools import Tool
 from amaos_llm.types import Attempt, Message, Usage
 from amaos_llm.validation import Validator, check_validator
 
@@ -29,6 +33,10 @@ class CallOptions(NamedTuple):
     validation_retries: int | None = None
     cache: bool | None = None
     only: frozenset[str] | None = None  # the models this call may use (spoon_ai's `provider=`)
+    # last, so that positional `call_options(...)` calls made before them keep their meaning
+    tools: Any = None  # as given: functions, dicts or `Tool`s (checked in `CallState.begin`)
+    tool_choice: str = "auto"
+    response_format: Any = None  # a pydantic model class or an object JSON schema
 
 
 NO_OPTIONS = CallOptions()
@@ -59,6 +67,9 @@ class CallState:
     trace: Any = None  # the call's telemetry (`amaos_llm.telemetry.CallTrace`) when a recorder is set
     attempt_trace: Any = None  # that of the attempt in flight
     fell_back_from: str | None = None  # the first model given up on, for the one warning a fallback logs
+    tools: Sequence[Tool] = ()  # the call's tools, checked
+    schema: dict[str, Any] | None = None  # the object JSON schema `response_format` stands for
+    needs: Needs | None = None  # what it asks of a model beyond text (None: nothing)
 
     @classmethod
     def begin(
@@ -66,10 +77,14 @@ class CallState:
         validator: Validator | None,
     ) -> CallState:
         """The state of a call starting at `start`, after checking its options (`InvalidRequest`,
-        or `TypeError` for a validator that is not callable); `validator`: the manager's default."""
+        or `TypeError` for a validator that is not callable); `validator`: the manager's default.
+        A tool history that does not pair up is an `InvalidRequest` too, before any model is asked."""
         if options is NO_OPTIONS:  # the common case: every default
             until = None if defaults.deadline is None else start + defaults.deadline
-            return cls(messages, options, start, until, validator, defaults.validation_retries)
+            needs = call_needs(messages, (), "auto", None)
+            if needs is not None:  # tool turns or images: a plain chat has nothing to pair up
+                check_history(messages)
+            return cls(messages, options, start, until, validator, defaults.validation_retries, needs=needs)
         check_sampling(options.temperature, options.max_tokens)
         deadline = options.deadline
         if deadline is None:
@@ -82,7 +97,12 @@ class CallState:
         elif type(retries) is not int or retries < 0:
             raise InvalidRequest(f"validation_retries: must be an int >= 0, got {retries!r}")
         until = None if deadline is None else start + deadline
-        return cls(messages, options, start, until, check_validator(options.validator) or validator, retries)
+        tools, schema = tool_inputs(options.tools, options.tool_choice, options.response_format)
+        needs = call_needs(messages, tools, options.tool_choice, schema)
+        if needs is not None:
+            check_history(messages)
+        return cls(messages, options, start, until, check_validator(options.validator) or validator, retries,
+                   tools=tools, schema=schema, needs=needs)
 
     def pay(self, usage: Usage, cost: Decimal | None) -> None:
         if self.usage is None:
@@ -94,4 +114,5 @@ class CallState:
 
 def estimate_prompt_tokens(messages: list[Message]) -> int:
     # Only for ordering by estimated cost; billing uses the provider's own counts.
-    return sum(len(m.content) for m in messages) // 4 + 4 * len(messages)
+    # `text`, not `content`: a content of parts would count its parts, not its characters.
+    return sum(len(m.text) for m in messages) // 4 + 4 * len(messages)

@@ -23,6 +23,7 @@ import anyio
 from amaos_llm.balancing import Balancer, Load
 from amaos_llm.cache import ResultCache, cache_key
 from amaos_llm.call_state import CallOptions, CallState, call_options, estimate_prompt_tokens
+from amaos_llm.capabilities import capability_skip
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
 from amaos_llm.controls import ManagerControls
 from amaos_llm.errors import (
@@ -54,7 +55,9 @@ from amaos_llm.streaming import (
     fire,
     interrupted,
 )
+from amaos_llm.structured import output_problem
 from amaos_llm.telemetry import Telemetry, call_request
+from amaos_llm.tool_runs import ToolRun, run_tools
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.validation import Validator, check_validator, judge, reask
 
@@ -147,15 +150,21 @@ class LLMManager(ManagerControls):
         validator: Validator | None = None,
         validation_retries: int | None = None,
         cache: bool | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str = "auto",
+        response_format: Any = None,
     ) -> LLMResult:
         """Answer `prompt`. `deadline` (seconds; default `defaults.deadline`) bounds the whole call;
         `validator(result) -> True | False | reason` (default: the manager's) must accept the answer,
         which is re-asked up to `validation_retries` times (default `defaults.validation_retries`);
         `cache` (default `cache.enabled`) answers a repeated request from the result cache.
         `provider` (a model name or a provider type such as `openai`) keeps the call to those
-        models, falling back among them."""
+        models, falling back among them. `tools` the model may call (`result.tool_calls`; see
+        `chat_with_tools`), `response_format` (a pydantic model class or a JSON schema) the answer
+        must fit (`result.parsed`; an answer that does not is re-asked like a validator's reject)."""
         options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache,
-                               None if provider is None else self._only(provider))
+                               None if provider is None else self._only(provider), tools, tool_choice,
+                               response_format)
         return await self._serve(prompt_messages, (prompt, system_prompt), options)
 
     async def chat(
@@ -170,10 +179,41 @@ class LLMManager(ManagerControls):
         validator: Validator | None = None,
         validation_retries: int | None = None,
         cache: bool | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str = "auto",
+        response_format: Any = None,
     ) -> LLMResult:
         options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache,
-                               None if provider is None else self._only(provider))
+                               None if provider is None else self._only(provider), tools, tool_choice,
+                               response_format)
         return await self._serve(chat_messages, (messages,), options)
+
+    async def chat_with_tools(
+        self,
+        messages: Iterable[MessageLike],
+        tools: Sequence[Any],
+        *,
+        tool_choice: str = "auto",
+        response_format: Any = None,
+        force_model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        provider: str | None = None,
+    ) -> LLMResult:
+        """One model turn with `tools` (typed functions, dicts or `Tool`s) on offer: the answer, or
+        the calls it asks for in `result.tool_calls` (`finish_reason` "tool_calls"). `tool_choice`:
+        "auto", "required", "none" or a tool's name. A call of an undeclared tool or with arguments
+        that are not an object is rejected and re-asked, then the next model answers."""
+        return await self.chat(messages, provider, force_model=force_model, temperature=temperature,
+                               max_tokens=max_tokens, tools=tools, tool_choice=tool_choice,
+                               response_format=response_format)
+
+    async def run_tools(
+        self, messages: Iterable[MessageLike], tools: Sequence[Any], *, max_steps: int = 8, **chat_with_tools_kw: Any
+    ) -> ToolRun:
+        """`chat_with_tools` steps, running the functions the model calls (concurrently), until it
+        answers: a `ToolRun`; `ToolLoopLimit` after `max_steps`. See `amaos_llm.tool_runs`."""
+        return await run_tools(self.chat_with_tools, messages, tools, max_steps=max_steps, **chat_with_tools_kw)
 
     completion = complete  # spoon_ai's name
 
@@ -189,6 +229,9 @@ class LLMManager(ManagerControls):
         temperature: float | None = None,
         max_tokens: int | None = None,
         provider: str | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str = "auto",
+        response_format: Any = None,
     ) -> ChunkStream:
         """The answer as a `ChunkStream` of text chunks, then one final chunk with the result; idle
         until iterated. Routing, retries and fallback as in `chat()` until the first chunk; after
@@ -198,7 +241,8 @@ class LLMManager(ManagerControls):
         mode = check_mid_stream(mid_stream, self._config.routing.mid_stream)
         state = StreamCall(callbacks or (), mode, check_first_token_timeout(first_token_timeout))
         options = call_options(temperature, max_tokens, force_model, None, None, None, False,
-                               None if provider is None else self._only(provider))
+                               None if provider is None else self._only(provider), tools, tool_choice,
+                               response_format)
         if isinstance(prompt_or_messages, str):
             build, args = prompt_messages, (prompt_or_messages, system_prompt)
         else:
@@ -300,7 +344,8 @@ class LLMManager(ManagerControls):
         """A stored answer to the same request (the validator, if any, checks it again), else a
         routed one, stored for next time."""
         o = call.options
-        key = cache_key(call.messages, o.temperature, o.max_tokens, o.force_model, self._version)
+        key = cache_key(call.messages, o.temperature, o.max_tokens, o.force_model, self._version,
+                        call.tools, o.tool_choice, o.response_format)
         hit = self._cache.get(key)
         if hit is not None:
             if call.validator is None or await judge(call.validator, hit) is None:
@@ -370,6 +415,7 @@ class LLMManager(ManagerControls):
         defaults, clock, until, stats = self._config.defaults, self._clock, call.until, self._stats
         ring = self._targets.keys
         stream = call.stream
+        needs = call.needs  # a tool history is made acceptable to each wire by its provider (`history.for_wire`)
         request = ProviderRequest(
             messages=call.messages if stream is None else stream.messages(call.messages, spec.provider),
             model=spec.model,
@@ -377,6 +423,9 @@ class LLMManager(ManagerControls):
             max_tokens=self._max_tokens(spec, call.options.max_tokens),
             seed=spec.seed,
             options=spec.options,
+            tools=call.tools,
+            tool_choice=call.options.tool_choice,
+            response_format=call.schema,
         )
         timeout = spec.timeout or defaults.timeout
         load_timeout = first_set(spec.load_timeout, defaults.load_timeout)
@@ -390,6 +439,9 @@ class LLMManager(ManagerControls):
                 block = ("circuit breaker open after repeated failures", None) if target.breaker.is_open() else None
             else:  # it may have changed since the model was picked
                 block = target.unavailable(ring, clock)
+                if block is None and needs is not None:  # a call this model cannot serve: tools, images, a schema
+                    lacks = capability_skip(spec, needs)
+                    block = None if lacks is None else (lacks, None)
             if block is not None:
                 self._record(call, spec, target, None, "skipped", 0.0, block[0])
                 if block[1] is not None:
@@ -440,13 +492,18 @@ class LLMManager(ManagerControls):
                 target.observe(latency, clock())
                 load.observe(spec.name, latency)
                 usage, cost = self._bill(spec, reply, call)
-                reason = None
-                if call.validator is not None:
-                    reason = await judge(call.validator, self._result(spec, reply, call))
+                parsed = reason = None
+                if call.tools or call.schema is not None:
+                    parsed, reason = output_problem(reply.content, reply.tool_calls, call.tools,
+                                                    call.options.response_format)
+                if reason is None and call.validator is not None:
+                    reason = await judge(call.validator, self._result(spec, reply, call, parsed))
                 if reason is None:
                     self._record(call, spec, target, env, "success", latency, usage=usage, cost=cost)
-                    return self._result(spec, reply, call)
+                    return self._result(spec, reply, call, parsed)
                 self._record(call, spec, target, env, "rejected", latency, reason, usage, cost)
+                if stream is not None and stream.started:  # what it yielded was turned down
+                    await stream.reset()
                 if reasks >= call.validation_retries:
                     return None
                 reasks += 1
@@ -539,7 +596,7 @@ class LLMManager(ManagerControls):
         call.pay(usage, cost)
         return usage, cost
 
-    def _result(self, spec: ModelSpec, reply: ProviderReply, call: CallState) -> LLMResult:
+    def _result(self, spec: ModelSpec, reply: ProviderReply, call: CallState, parsed: Any = None) -> LLMResult:
         return LLMResult(
             content=reply.content if call.stream is None else call.stream.text,
             model_name=spec.name,
@@ -551,6 +608,8 @@ class LLMManager(ManagerControls):
             finish_reason=reply.finish_reason,
             attempts=call.attempts,
             warnings=call.warnings or [],
+            tool_calls=list(reply.tool_calls),
+            parsed=parsed,
         )
 
     # -- lazily built pieces --------------------------------------------------------------------

@@ -56,8 +56,8 @@ from amaos_llm.streaming import (
     interrupted,
 )
 from amaos_llm.structured import output_problem
-from amaos_llm.telemetry import Telemetry, call_request
-from amaos_llm.tool_runs import ToolRun, run_tools
+from amaos_llm.telemetry import Telemetry, call_request, key_values
+from amaos_llm.tool_runs import ToolCalls
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.validation import Validator, check_validator, judge, reask
 
@@ -65,18 +65,7 @@ MessageLike = Message | Mapping[str, Any]
 log = logging.getLogger("amaos_llm")
 
 
-def _key_values(models: Sequence[ModelSpec]) -> list[str]:
-    """Every key the models would send, for telemetry to scrub from what it exports."""
-    keys = []
-    for spec in models:
-        for env in spec.key_envs or ((None,) if spec.api_key is not None else ()):
-            secret = spec.resolve_key(env)
-            if secret is not None:
-                keys.append(secret.get_secret_value())
-    return keys
-
-
-class LLMManager(ManagerControls):
+class LLMManager(ManagerControls, ToolCalls):
     """Local-first, cost-aware model routing with fallback, timeouts, retries and real costs.
 
     Build it from YAML (`LLMManager.from_yaml(path)`), from a config object, from a list of
@@ -126,7 +115,7 @@ class LLMManager(ManagerControls):
         self._closed = False
         # decided per manager: a tracer or meter provider configured after import counts from here on
         self._telemetry = Telemetry.for_manager(capture_content=self._config.telemetry.capture_content,
-                                                secrets=_key_values(self._config.models),
+                                                secrets=key_values(self._config.models),
                                                 tracer_provider=tracer_provider, meter_provider=meter_provider)
 
     @classmethod
@@ -187,33 +176,6 @@ class LLMManager(ManagerControls):
                                None if provider is None else self._only(provider), tools, tool_choice,
                                response_format)
         return await self._serve(chat_messages, (messages,), options)
-
-    async def chat_with_tools(
-        self,
-        messages: Iterable[MessageLike],
-        tools: Sequence[Any],
-        *,
-        tool_choice: str = "auto",
-        response_format: Any = None,
-        force_model: str | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        provider: str | None = None,
-    ) -> LLMResult:
-        """One model turn with `tools` (typed functions, dicts or `Tool`s) on offer: the answer, or
-        the calls it asks for in `result.tool_calls` (`finish_reason` "tool_calls"). `tool_choice`:
-        "auto", "required", "none" or a tool's name. A call of an undeclared tool or with arguments
-        that are not an object is rejected and re-asked, then the next model answers."""
-        return await self.chat(messages, provider, force_model=force_model, temperature=temperature,
-                               max_tokens=max_tokens, tools=tools, tool_choice=tool_choice,
-                               response_format=response_format)
-
-    async def run_tools(
-        self, messages: Iterable[MessageLike], tools: Sequence[Any], *, max_steps: int = 8, **chat_with_tools_kw: Any
-    ) -> ToolRun:
-        """`chat_with_tools` steps, running the functions the model calls (concurrently), until it
-        answers: a `ToolRun`; `ToolLoopLimit` after `max_steps`. See `amaos_llm.tool_runs`."""
-        return await run_tools(self.chat_with_tools, messages, tools, max_steps=max_steps, **chat_with_tools_kw)
 
     completion = complete  # spoon_ai's name
 

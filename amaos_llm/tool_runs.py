@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -138,3 +138,37 @@ def _totals(steps: Sequence[LLMResult]) -> tuple[Usage, Decimal | None]:
         usage += result.usage
         cost = None if cost is None or result.cost is None else cost + result.cost
     return usage, cost
+
+
+class ToolCalls:
+    """The tool calls of `LLMManager` (a mixin, as `ManagerControls` is): each step is a `chat()`."""
+
+    chat: Callable[..., Awaitable[LLMResult]]
+
+    async def chat_with_tools(
+        self,
+        messages: Iterable[Any],
+        tools: Sequence[Any],
+        *,
+        tool_choice: str = "auto",
+        response_format: Any = None,
+        force_model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        provider: str | None = None,
+    ) -> LLMResult:
+        """One model turn with `tools` (typed functions, dicts or `Tool`s) on offer: the answer, or
+        the calls it asks for in `result.tool_calls` (`finish_reason` "tool_calls"). `tool_choice`:
+        "auto", "required", "none" or a tool's name. A call of an undeclared tool, or with arguments
+        that are not an object, is rejected and re-asked (`validation_retries`), then the next model
+        answers; `provider` as in `chat()`."""
+        return await self.chat(messages, provider, force_model=force_model, temperature=temperature,
+                               max_tokens=max_tokens, tools=tools, tool_choice=tool_choice,
+                               response_format=response_format)
+
+    async def run_tools(
+        self, messages: Iterable[Any], tools: Sequence[Any], *, max_steps: int = 8, **chat_with_tools_kw: Any
+    ) -> ToolRun:
+        """`chat_with_tools` steps, running the functions the model calls (a step's calls
+        concurrently), until it answers: a `ToolRun`; `ToolLoopLimit` after `max_steps`."""
+        return await run_tools(self.chat_with_tools, messages, tools, max_steps=max_steps, **chat_with_tools_kw)

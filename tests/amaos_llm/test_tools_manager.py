@@ -363,3 +363,26 @@ async def test_a_result_without_tools_has_no_tool_calls_and_nothing_parsed() -> 
     async with manager_with(("m", Scripted("hi"))) as manager:
         result = await manager.complete("hi")
     assert (result.tool_calls, result.parsed, result.finish_reason) == ([], None, "stop")
+
+
+async def test_a_streamed_answer_turned_down_is_reset_before_the_re_ask() -> None:
+    model = Scripted("nope", '{"name": "Oslo", "population": 1}')
+    async with manager_with(("m", model), validation_retries=1) as manager:
+        chunks = [c async for c in manager.stream("a city", response_format=City)]
+    assert [(c.type, c.text) for c in chunks[:3]] == [("text", "nope"), ("reset", ""),
+                                                      ("text", '{"name": "Oslo", "population": 1}')]
+    result = chunks[-1].result
+    assert result is not None and result.parsed == City(name="Oslo", population=1)
+    assert result.content == '{"name": "Oslo", "population": 1}'
+    assert [a.outcome for a in result.attempts] == ["rejected", "success"]
+
+
+async def test_response_format_on_the_real_embedded_model_gives_valid_json() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}}, "required": ["city"]}
+    smol = ModelSpec(name="smol", provider="embedded", n_ctx=1024, n_threads=2, seed=7)
+    async with LLMManager(config(smol)) as manager:
+        result = await manager.complete("Name a city as JSON.", response_format=schema, max_tokens=40,
+                                        temperature=0.0)
+    assert isinstance(result.parsed, dict) and isinstance(result.parsed["city"], str)
+    assert [a.outcome for a in result.attempts] == ["success"]
+    assert result.usage.output_tokens > 0

@@ -173,3 +173,12 @@ async def test_llama_cpp_request_errors_are_bad_requests_and_not_retried(
     assert attempt.error is not None and attempt.error.startswith(f"{error.__name__}: embedded: ")
     assert message in attempt.error
     assert (stats["calls"], stats["failures"]) == (1, 1)  # one send: a retry would fail the same way
+
+
+async def test_a_missing_mmproj_file_is_a_load_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "mmproj.gguf"
+    spec = ModelSpec(name="vision", provider="embedded", mmproj_path=str(missing))
+    async with LLMManager(models=[spec]) as manager:
+        with pytest.raises(AllModelsFailed) as info:
+            await manager.complete("hi")
+    assert info.value.attempts[0].error == f"ModelLoadError: embedded mmproj file not found: {missing}"

@@ -81,10 +81,13 @@ class CallState:
         A tool history that does not pair up is an `InvalidRequest` too, before any model is asked."""
         if options is NO_OPTIONS:  # the common case: every default
             until = None if defaults.deadline is None else start + defaults.deadline
-            needs = call_needs(messages, (), "auto", None)
-            if needs is not None:  # tool turns or images: a plain chat has nothing to pair up
-                check_history(messages)
-            return cls(messages, options, start, until, validator, defaults.validation_retries, needs=needs)
+            state = cls(messages, options, start, until, validator, defaults.validation_retries)
+            for m in messages:  # inline: this runs on every call, and a plain chat needs nothing more
+                if m.tool_calls or m.tool_call_id is not None or type(m.content) is not str:
+                    check_history(messages)
+                    state.needs = call_needs(messages, (), "auto", None)
+                    break
+            return state
         check_sampling(options.temperature, options.max_tokens)
         deadline = options.deadline
         if deadline is None:
@@ -115,4 +118,4 @@ class CallState:
 def estimate_prompt_tokens(messages: list[Message]) -> int:
     # Only for ordering by estimated cost; billing uses the provider's own counts.
     # `text`, not `content`: a content of parts would count its parts, not its characters.
-    return sum(len(m.text) for m in messages) // 4 + 4 * len(messages)
+    return sum(len(m.content) if type(m.content) is str else len(m.text) for m in messages) // 4 + 4 * len(messages)

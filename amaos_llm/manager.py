@@ -385,10 +385,10 @@ class LLMManager(ManagerControls, ToolCalls):
             max_tokens=self._max_tokens(spec, call.options.max_tokens),
             seed=spec.seed,
             options=spec.options,
-            tools=call.tools,
-            tool_choice=call.options.tool_choice,
-            response_format=call.schema,
         )
+        if call.tools or call.schema is not None:  # apart: passing the defaults would cost every plain call
+            request = replace(request, tools=call.tools, tool_choice=call.options.tool_choice,
+                              response_format=call.schema)
         timeout = spec.timeout or defaults.timeout
         load_timeout = first_set(spec.load_timeout, defaults.load_timeout)
         if load_timeout is not None and not loads_models(spec):
@@ -559,7 +559,7 @@ class LLMManager(ManagerControls, ToolCalls):
         return usage, cost
 
     def _result(self, spec: ModelSpec, reply: ProviderReply, call: CallState, parsed: Any = None) -> LLMResult:
-        return LLMResult(
+        result = LLMResult(
             content=reply.content if call.stream is None else call.stream.text,
             model_name=spec.name,
             provider=spec.provider,
@@ -570,9 +570,10 @@ class LLMManager(ManagerControls, ToolCalls):
             finish_reason=reply.finish_reason,
             attempts=call.attempts,
             warnings=call.warnings or [],
-            tool_calls=list(reply.tool_calls),
-            parsed=parsed,
         )
+        if reply.tool_calls or parsed is not None:  # set apart: passing their defaults costs every call
+            result.tool_calls, result.parsed = list(reply.tool_calls), parsed
+        return result
 
     # -- lazily built pieces --------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from amaos_llm import (
     LLMManager,
     Message,
     ModelSpec,
+    ServerError,
     ToolLoopLimit,
     ToolRun,
 )
@@ -386,3 +387,16 @@ async def test_response_format_on_the_real_embedded_model_gives_valid_json() -> 
     assert isinstance(result.parsed, dict) and isinstance(result.parsed["city"], str)
     assert [a.outcome for a in result.attempts] == ["success"]
     assert result.usage.output_tokens > 0
+
+
+async def test_continue_mode_restarts_instead_for_a_structured_answer() -> None:
+    async def cut(messages: list[Message], **params: Any) -> Any:
+        yield '{"name": '
+        raise ServerError("cut mid-stream")
+
+    whole = Scripted('{"name": "Oslo", "population": 1}')
+    async with manager_with(("cut", cut), ("whole", whole)) as manager:
+        chunks = [c async for c in manager.stream("a city", response_format=City, mid_stream="continue")]
+    assert [c.type for c in chunks] == ["text", "reset", "text", "final"]
+    assert chunks[-1].result is not None and chunks[-1].result.parsed == City(name="Oslo", population=1)
+    assert [m.role for m in whole.calls[0][0]] == ["user"]  # the original messages, no partial to continue

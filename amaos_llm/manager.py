@@ -377,7 +377,8 @@ class LLMManager(ManagerControls, ToolCalls):
         defaults, clock, until, stats = self._config.defaults, self._clock, call.until, self._stats
         ring = self._targets.keys
         stream = call.stream
-        needs = call.needs  # a tool history is made acceptable to each wire by its provider (`history.for_wire`)
+        needs = call.needs  # what the call asks beyond text (None: nothing): checked against each target
+        # A tool history written on another wire is rewritten for this one by its provider (`history.for_wire`).
         request = ProviderRequest(
             messages=call.messages if stream is None else stream.messages(call.messages, spec.provider),
             model=spec.model,

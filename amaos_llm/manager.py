@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -39,7 +40,7 @@ from amaos_llm.errors import (
     ProviderTimeout,
 )
 from amaos_llm.health import Health
-from amaos_llm.inputs import chat_messages, prompt_messages, system_and_messages
+from amaos_llm.inputs import chat_messages, prompt_messages
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 from amaos_llm.providers.callable import CallableProvider
@@ -52,11 +53,9 @@ from amaos_llm.sending import load_model, loads_models, send, without_unsupporte
 from amaos_llm.spending import Spending
 from amaos_llm.state import StateStore, make_store
 from amaos_llm.stats import Stats
+from amaos_llm.stream_calls import StreamCalls
 from amaos_llm.streaming import (
-    ChunkStream,
     StreamCall,
-    check_first_token_timeout,
-    check_mid_stream,
     fire,
     interrupted,
 )
@@ -72,7 +71,7 @@ log = logging.getLogger("amaos_llm")
 
 
 
-class LLMManager(ManagerControls, ToolCalls):
+class LLMManager(ManagerControls, ToolCalls, StreamCalls):
     """Local-first, cost-aware model routing with fallback, timeouts, retries and real costs.
 
     Build it from YAML (`LLMManager.from_yaml(path)`), from a config object, from a list of
@@ -199,47 +198,6 @@ class LLMManager(ManagerControls, ToolCalls):
         return await self._serve(chat_messages, (messages,), options)
 
     completion = complete  # spoon_ai's name
-
-    def stream(
-        self,
-        prompt_or_messages: str | Iterable[MessageLike],
-        *,
-        system_prompt: str | None = None,
-        callbacks: Sequence[Any] | None = None,
-        mid_stream: str | None = None,
-        first_token_timeout: float | None = None,
-        force_model: str | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        provider: str | None = None,
-        tools: Sequence[Any] | None = None,
-        tool_choice: str = "auto",
-        response_format: Any = None,
-        max_cost: float | Decimal | None = None,
-        budget: Budget | Sequence[Budget] | None = None,
-    ) -> ChunkStream:
-        """The answer as a `ChunkStream` of text chunks, then one final chunk with the result; idle
-        until iterated. Routing, retries and fallback as in `chat()` until the first chunk; after
-        it `mid_stream` (default `routing.mid_stream`) decides: fail, restart or continue.
-        `first_token_timeout` bounds the wait for the first chunk (default: the model's, then
-        `defaults.first_token_timeout`, then `timeout`); `timeout` bounds each later gap."""
-        mode = check_mid_stream(mid_stream, self._config.routing.mid_stream)
-        state = StreamCall(callbacks or (), mode, check_first_token_timeout(first_token_timeout))
-        options = call_options(temperature, max_tokens, force_model, None, None, None, False,
-                               None if provider is None else self._only(provider), max_cost, budget, tools,
-                               tool_choice, response_format)
-        if isinstance(prompt_or_messages, str):
-            build, args = prompt_messages, (prompt_or_messages, system_prompt)
-        else:
-            build, args = system_and_messages, (prompt_or_messages, system_prompt)
-        return ChunkStream(lambda: self._serve(build, args, options, state))
-
-    def chat_stream(
-        self, messages: Iterable[MessageLike], provider: str | None = None, *, callbacks: Sequence[Any] | None = None,
-        **options: Any,
-    ) -> ChunkStream:
-        """`stream(messages, ...)` under spoon_ai's name; `provider` as in `chat()`."""
-        return self.stream(messages, callbacks=callbacks, provider=provider, **options)
 
     def _only(self, name: str) -> frozenset[str]:
         return frozenset(models_named(list(self._models.values()), name))
@@ -425,7 +383,6 @@ class LLMManager(ManagerControls, ToolCalls):
         defaults, clock, until, stats = self._config.defaults, self._clock, call.until, self._stats
         ring = self._targets.keys
         stream = call.stream
-        needs = call.needs  # what the call asks beyond text (None: nothing): checked against each target
         # A tool history written on another wire is rewritten for this one by its provider (`history.for_wire`).
         request = ProviderRequest(
             messages=call.messages if stream is None else stream.messages(call.messages, spec.provider),
@@ -446,14 +403,7 @@ class LLMManager(ManagerControls, ToolCalls):
         retry = reasks = 0
         dropped = retrying = False
         while True:
-            if retry or reasks or dropped:  # a re-send: its own Retry-After was waited out; only a breaker stops it
-                block = ("circuit breaker open after repeated failures", None) if target.breaker.is_open() else None
-            else:  # it may have changed since the model was picked
-                block = target.unavailable(ring, clock) or self._spending.static_skip(
-                    spec, call.prompt_tokens, request.max_tokens, call.spend)
-                if block is None and needs is not None:  # a call this model cannot serve: tools, images, a schema
-                    lacks = capability_skip(spec, needs)
-                    block = None if lacks is None else (lacks, None)
+            block = self._gate(call, spec, target, request.max_tokens, bool(retry or reasks or dropped))
             if block is None and (call.spend is not None or spec.rpm or spec.tpm):
                 block = await self._spending.admit(call, spec, call.prompt_tokens, request.max_tokens, clock)
             if block is not None:
@@ -484,15 +434,10 @@ class LLMManager(ManagerControls, ToolCalls):
                     if limit <= 0:
                         raise DeadlineExceeded(call.attempts, "deadline exceeded")
                 breaker.before_call()
-                if call.trace is not None:
-                    reply = await self._traced_send(call, target, provider, request, limit, budget)
-                elif stream is None:
+                if call.trace is None and stream is None:  # the common case, without a call in between
                     reply = await send(provider, request, limit)
                 else:
-                    await stream.start(spec)
-                    first = first_set(stream.first_token_timeout, spec.first_token_timeout,
-                                      defaults.first_token_timeout) or budget
-                    reply = await stream.send(provider, request, first if until is None else min(first, limit), limit)
+                    reply = await self._send(call, target, provider, request, limit, budget)
             except ProviderError as exc:
                 error = exc
             except BaseException as exc:
@@ -538,22 +483,7 @@ class LLMManager(ManagerControls, ToolCalls):
             if timed_out and cold:  # a cold server still loading the model, not a slow reply
                 error, timed_out = ModelLoadError(f"{spec.name}: the model did not load within {budget:g} s"), False
                 stats.model(spec.name).load_timeouts += 1
-            elif isinstance(error, ModelLoadError):
-                target.init_failed(clock(), str(error))  # back off before building it again
-            elif isinstance(error, ProviderConnectionError) and not error.connected:
-                target.warm = False  # a server that was down loads the model again when it is back
-            target.last_error = f"{type(error).__name__}: {error}"
-            rotate = env is not None and self._targets.rotate(target, env, error, defaults)
-            if rotate or not error.breaker_failure:
-                breaker.record_inconclusive()
-            elif breaker.record_failure():
-                stats.model(spec.name).breaker_opens += 1
-            paid = getattr(error, "usage", None)  # what a stream cut mid-way had reported using
-            usage, cost = self._bill(spec, paid, call) if paid is not None else (None, None)
-            if usage is not None and (call.spend is not None or call.rate_ticket is not None):
-                await Spending.paid(call, usage, cost)
-            self._record(call, spec, target, env, "timeout" if timed_out else "error", latency,
-                         f"{type(error).__name__}: {error}", usage, cost, error)
+            rotate = await self._failed(call, spec, target, env, error, "timeout" if timed_out else "error", latency)
             if stream is not None:
                 request = await stream.after_failure(call, spec.provider, request, error)
             if rotate:
@@ -647,21 +577,58 @@ class LLMManager(ManagerControls, ToolCalls):
             provider = target.providers[env] = provider_class(spec.provider)(spec, spec.resolve_key(env))
         return provider
 
-    async def _traced_send(
+    def _gate(self, call: CallState, spec: ModelSpec, target: Target, max_tokens: int, resend: bool) -> Any:
+        """Why this target cannot take the send now (a skip reason and when it lifts), or None. A
+        re-send waited out its own Retry-After: only a breaker that opened meanwhile stops it."""
+        if resend:
+            return ("circuit breaker open after repeated failures", None) if target.breaker.is_open() else None
+        block = target.unavailable(self._targets.keys, self._clock) or self._spending.static_skip(
+            spec, call.prompt_tokens, max_tokens, call.spend)
+        if block is None and call.needs is not None:  # a call this model cannot serve: tools, images, a schema
+            lacks = capability_skip(spec, call.needs)
+            block = None if lacks is None else (lacks, None)
+        return block
+
+    async def _send(
         self, call: CallState, target: Target, provider: Provider, request: ProviderRequest, limit: float,
         budget: float,
     ) -> ProviderReply:
-        """The send inside its attempt span (current while it runs, so an SDK's own spans nest in it)."""
-        att = call.attempt_trace = call.trace.attempt(target.spec)
-        with att.current():
+        """A send with a trace or as a stream: inside its attempt span (current while it runs, so an
+        SDK's own spans nest in it); a stream's first piece within `first_token_timeout`."""
+        att = call.attempt_trace = call.trace.attempt(target.spec) if call.trace is not None else None
+        with att.current() if att is not None else nullcontext():
             stream = call.stream
             if stream is None:
                 return await send(provider, request, limit)
-            await stream.start(target.spec)
             spec = target.spec
+            await stream.start(spec)
             first = first_set(stream.first_token_timeout, spec.first_token_timeout,
                               self._config.defaults.first_token_timeout) or budget
             return await stream.send(provider, request, min(first, limit), limit)
+
+    async def _failed(
+        self, call: CallState, spec: ModelSpec, target: Target, env: str | None, error: ProviderError,
+        outcome: Outcome, latency: float,
+    ) -> bool:
+        """A failed send's bookkeeping: the target's state, the key it used, its breaker, what a cut
+        stream had used (paid), the attempt. True when another key of the target is to be tried."""
+        if isinstance(error, ModelLoadError) and "did not load within" not in str(error):
+            target.init_failed(self._clock(), str(error))  # back off before building it again
+        elif isinstance(error, ProviderConnectionError) and not error.connected:
+            target.warm = False  # a server that was down loads the model again when it is back
+        target.last_error = f"{type(error).__name__}: {error}"
+        rotate = env is not None and self._targets.rotate(target, env, error, self._config.defaults)
+        breaker = target.breaker
+        if rotate or not error.breaker_failure:
+            breaker.record_inconclusive()
+        elif breaker.record_failure():
+            self._stats.model(spec.name).breaker_opens += 1
+        paid = getattr(error, "usage", None)  # what a stream cut mid-way had reported using
+        usage, cost = self._bill(spec, paid, call) if paid is not None else (None, None)
+        if usage is not None and (call.spend is not None or call.rate_ticket is not None):
+            await Spending.paid(call, usage, cost)
+        self._record(call, spec, target, env, outcome, latency, f"{type(error).__name__}: {error}", usage, cost, error)
+        return rotate
 
     def _max_tokens(self, spec: ModelSpec, requested: int | None) -> int:
         return first_set(requested, spec.max_tokens, self._config.defaults.max_tokens)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from amaos_llm import AllModelsFailed, LLMManager, LLMResult, Message, StreamInterrupted
+from pydantic import Field, model_validator
+
+from amaos_llm import AllModelsFailed, ConfigError, LLMManager, LLMResult, Message, StreamInterrupted
 from amaos_llm.inputs import MaxTokens, Temperature
 from nodes.base import Node, NodeConfig
 from nodes.messages import ResultMessage, TaskMessage
@@ -24,6 +26,20 @@ class LLMNodeConfig(NodeConfig):
     # gets one result. mid_stream: what a stream cut after its first chunk does (None: the YAML's).
     stream: bool = False
     mid_stream: Literal["fail", "restart", "continue"] | None = None
+    # manager: a pipeline's `managers:` entry, shared with the other nodes naming it (it replaces
+    # config_path/local_only/enable_fallback). budget_usd: what this node may spend in one run,
+    # every lap of a loop together.
+    manager: str | None = Field(default=None, min_length=1)
+    budget_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_source_of_manager(self) -> LLMNodeConfig:
+        if self.manager is not None:
+            for key in ("config_path", "local_only", "enable_fallback"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"`manager` and `{key}` together: set {key} on the `managers:` "
+                                     f"entry {self.manager!r}")
+        return self
 
 
 class LLMManagerNode(Node):
@@ -58,6 +74,9 @@ class LLMManagerNode(Node):
         if self.manager is not None:
             return
         c = self.config
+        if c.manager is not None:
+            raise ConfigError(f"node {self.id!r} names manager {c.manager!r}: load it from a pipeline whose "
+                              "`managers:` has that entry, or pass manager=")
         if c.config_path is not None:
             self.manager = LLMManager.from_yaml(
                 Path(c.config_path).expanduser(), local_only=c.local_only, enable_fallback=c.enable_fallback
@@ -82,19 +101,20 @@ class LLMManagerNode(Node):
                 if c.stream:
                     result = await self._stream(task, manager.stream(
                         messages, temperature=temperature, max_tokens=max_tokens, force_model=force_model,
-                        mid_stream=c.mid_stream))
+                        mid_stream=c.mid_stream, budget=task.budget or None))
                 else:
                     result = await manager.chat(
-                        messages, temperature=temperature, max_tokens=max_tokens, force_model=force_model
+                        messages, temperature=temperature, max_tokens=max_tokens, force_model=force_model,
+                        budget=task.budget or None,
                     )
             elif c.stream:
                 result = await self._stream(task, manager.stream(
                     task.content, system_prompt=system_prompt, temperature=temperature, max_tokens=max_tokens,
-                    force_model=force_model, mid_stream=c.mid_stream))
+                    force_model=force_model, mid_stream=c.mid_stream, budget=task.budget or None))
             else:
                 result = await manager.complete(
                     task.content, system_prompt=system_prompt, temperature=temperature,
-                    max_tokens=max_tokens, force_model=force_model,
+                    max_tokens=max_tokens, force_model=force_model, budget=task.budget or None,
                 )
         except (AllModelsFailed, StreamInterrupted) as exc:
             return task.reply(error=str(exc), attempts=tuple(exc.attempts))

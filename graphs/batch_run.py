@@ -27,7 +27,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from amaos_llm import ConfigError
+from amaos_llm import Budget, ConfigError
 from graphs.batch import (
     BadInput,
     BatchItem,
@@ -185,9 +185,12 @@ async def run_batch(
     resume: bool = False,
     on_bad_input: OnBadInput = OnBadInput.stop,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    ledger: Budget | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
 ) -> BatchSummary:
     """Run `pipeline` on each input of `source`, writing records to `output` (None: stdout) with
-    a progress bar and the running cost on stderr. `on_record` sees each record once it is written."""
+    a progress bar and the running cost on stderr. `on_record` sees each record once it is written,
+    `on_result` each run's result; `ledger` is a budget all the runs share (`run --budget`)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -216,7 +219,7 @@ async def run_batch(
         if isinstance(entry, BadInput):
             return entry, None
         try:
-            return entry, await orchestrator.run(entry.payload, metadata=entry.metadata)
+            return entry, await orchestrator.run(entry.payload, metadata=entry.metadata, budget_usd=ledger)
         except RunFailed as exc:  # a fail_fast pipeline: its partial result is the record
             return entry, exc.result
 
@@ -238,6 +241,8 @@ async def run_batch(
                         summary.runs += 1
                         summary.failed += not result.ok
                         summary.cost += result.total_cost
+                        if on_result is not None:
+                            on_result(result)
                     progress.update(bar, advance=1, cost=float(summary.cost), failed=summary.failed + summary.bad)
     except ConfigError as exc:
         if output is None or exc.line is None or exc.path != str(source):

@@ -102,7 +102,7 @@ class RunResult(BaseModel):
             results[node_id] = r
             if cost:
                 total_cost += cost
-            if r.attempts and r.error is None and node_id not in downgraded and _downgraded(r.attempts):
+            if r.attempts and r.error is None and node_id not in downgraded and answered_after_cost_skip(r.attempts):
                 downgraded.append(node_id)
         # Every value here is built from validated messages: skip re-validating them, and fill a
         # key-sharing state rather than passing keywords (this runs once per run).
@@ -127,7 +127,7 @@ class RunResult(BaseModel):
         return assemble(cls, state)
 
 
-def _downgraded(attempts: Sequence[Attempt]) -> bool:
+def answered_after_cost_skip(attempts: Sequence[Attempt]) -> bool:
     """Whether a model was skipped for cost before the attempt that answered (the last success)."""
     answered = next((i for i in range(len(attempts) - 1, -1, -1) if attempts[i].outcome == "success"), None)
     if answered is None:

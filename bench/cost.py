@@ -184,15 +184,17 @@ def side_main(args: argparse.Namespace) -> None:
 
 
 def metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """One figure each (a whole workload is one sample), in the shape `bench.report` reads."""
     cost = Decimal(result["ledger"]["cost"])
-    m: dict[str, Any] = {
-        "cost": {"unit": "USD", "value": float(cost)},
-        "success_rate": {"unit": "ratio", "value": result["answered"] / result["requests"]},
-        "wall_time": {"unit": "s", "value": result["wall_s"]},
-    }
+
+    def one(unit: str, v: float) -> dict[str, Any]:
+        return {"unit": unit, "median": v, "noise": [v, v], "n": 1}
+
+    m = {"cost": one("USD", float(cost)), "success_rate": one("%", 100 * result["answered"] / result["requests"]),
+         "wall_time": one("s", result["wall_s"])}
     if "budget_usd" in result:
-        m["overspend"] = {"unit": "USD", "value": float(max(Decimal(0), cost - Decimal(result["budget_usd"])))}
-        m["budget"] = {"unit": "USD", "value": float(result["budget_usd"])}
+        m["overspend"] = one("USD", float(max(Decimal(0), cost - Decimal(result["budget_usd"]))))
+        m["budget"] = one("USD", float(result["budget_usd"]))
     return m
 
 

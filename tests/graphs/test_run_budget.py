@@ -172,3 +172,18 @@ async def test_a_negative_run_budget_is_refused_before_the_run():
         await o.run("x", budget_usd=-1)
     with pytest.raises(ValueError, match="budget_usd"):
         GraphOrchestrator(budget_usd=-0.5)
+
+
+async def test_a_streaming_node_spends_from_the_run_budget_too():
+    async def pieces(messages: list[Message], **params: Any) -> Any:
+        for part in ("che", "ap"):
+            yield part
+
+    m = manager(dear={"priority": 2, "cost_per_1k_input": 10, "cost_per_1k_output": 10})
+    m.register_model("cheap", pieces, priority=1, **CHEAP)
+    o = GraphOrchestrator(budget_usd="0.1")
+    o.add_node(LLMManagerNode("llm", config={"stream": True}, manager=m))
+    run = await o.run("x")
+    assert run.outputs["llm"].content == "cheap"
+    assert (run.results["llm"].attempts[0].error or "").startswith("over budget (run): worst case $")
+    assert run.downgraded == ("llm",)

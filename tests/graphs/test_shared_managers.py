@@ -162,6 +162,13 @@ def load_error(tmp_path: Path, text: str) -> str:
      """, "p.yaml:4: nodes[0].config.budget_usd:"),
     ("""
      name: x
+     managers: {a: {}}
+     nodes:
+       - {id: n, type: llm_manager, config: {manager: a, local_only: true}}
+     """, "p.yaml:4: nodes[0].config: `manager` and `local_only` together: set local_only on the `managers:` "
+          "entry 'a'"),
+    ("""
+     name: x
      managers:
        a: {config_path: missing.yaml}
      nodes:

@@ -89,6 +89,9 @@ def our_manager(base_url: str, budget_usd: Decimal | None = None) -> Any:
             "name": name, "provider": "openai", "model": name, "base_url": base_url, "api_key": KEY,
             "source": "local" if name == LOCAL else "cloud", "context_window": info["window"],
             "cost_per_1k_input": Decimal(str(price_in)) / 1000, "cost_per_1k_output": Decimal(str(price_out)) / 1000,
+            # A local server that is down says so at once: a retry gains nothing, and would count three
+            # failures per request, so that two such requests in a row open its breaker for 30 s.
+            **({"max_retries": 0} if name == LOCAL else {}),
         })
     config = LLMConfig.model_validate({
         "routing": {"strategy": "cost", "prefer_local": True},

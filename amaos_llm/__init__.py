@@ -45,6 +45,7 @@ from amaos_llm.errors import (
     ProviderTimeout,
     RateLimitError,
     ServerError,
+    StateStoreError,
     StreamInterrupted,
 )
 from amaos_llm.manager import LLMManager
@@ -91,6 +92,7 @@ __all__ = [
     "RoutingConfig",
     "ServerError",
     "StateStore",
+    "StateStoreError",
     "StreamCallbacks",
     "StreamInterrupted",
     "TextPart",

@@ -58,10 +58,15 @@ class ResultCache:
         self._entries.move_to_end(key)
         return result
 
-    def put(self, key: str, result: LLMResult) -> None:
+    def put(self, key: str, result: LLMResult) -> LLMResult:
+        """Keep `result` in a hit's form; that form, for a shared cache to keep too."""
         stored = result.model_copy(
             update={"cache_hit": True, "usage": _NO_USAGE, "cost": _ZERO, "saved_cost": result.cost, "attempts": []}
         )
+        self.keep(key, stored)
+        return stored
+
+    def keep(self, key: str, stored: LLMResult) -> None:
         self._entries[key] = (self._clock() + self.ttl, stored)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_size:
@@ -72,3 +77,45 @@ class ResultCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class SharedResultCache:
+    """The result cache shared by every manager on one Redis (`state: {backend: redis}`): entries
+    stored as they are kept here (a hit's form), expiring `ttl` s after they were stored. Checked
+    after the process's own cache; a Redis that fails leaves the process cache working alone, with
+    a warning (a cache is an optimisation: it never fails a call)."""
+
+    __slots__ = ("_store", "_ttl", "_warned")
+
+    def __init__(self, store: object, ttl: float) -> None:
+        self._store, self._ttl, self._warned = store, ttl, False
+
+    async def get(self, key: str) -> LLMResult | None:
+        from amaos_llm.errors import StateStoreError
+
+        try:
+            raw = await self._store.cache_get(key)  # type: ignore[attr-defined]
+        except StateStoreError as exc:
+            self._warn(exc)
+            return None
+        if raw is None:
+            return None
+        return LLMResult.model_validate(json.loads(raw))
+
+    async def put(self, key: str, stored: LLMResult) -> None:
+        from amaos_llm.errors import StateStoreError
+
+        # Decimals as strings: the JSON form of a result gives floats, and a saved cost must stay exact.
+        data = json.dumps(stored.model_dump(), default=str, separators=(",", ":"))
+        try:
+            await self._store.cache_put(key, data, self._ttl)  # type: ignore[attr-defined]
+        except StateStoreError as exc:
+            self._warn(exc)
+
+    def _warn(self, exc: Exception) -> None:
+        if not self._warned:
+            import logging
+
+            self._warned = True
+            logging.getLogger("amaos_llm").warning("shared result cache unavailable (%s): this process's cache "
+                                                   "goes on alone", exc)

@@ -8,6 +8,7 @@ caller cut it off).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -22,7 +23,7 @@ import anyio
 
 from amaos_llm.balancing import Balancer, Load
 from amaos_llm.budget import Budget
-from amaos_llm.cache import ResultCache, cache_key
+from amaos_llm.cache import ResultCache, SharedResultCache, cache_key
 from amaos_llm.call_state import CallOptions, CallState, call_options
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
 from amaos_llm.controls import ManagerControls
@@ -119,8 +120,12 @@ class LLMManager(ManagerControls):
         self._version = 0  # changes with the models or the routing, so that a cached answer from before is not reused
         self._closed = False
         config = self._config
-        self._spending = Spending(self._prices, clock, state_store or make_store(config.state, clock),
-                                  budget_usd if budget_usd is not None else config.budget_usd, config.budget_key)
+        store = state_store or make_store(config.state, clock)
+        # a store that keeps results too (Redis) shares the cache across the fleet
+        self._shared_cache = SharedResultCache(store, cache.ttl) if hasattr(store, "cache_get") else None
+        self._spending = Spending(self._prices, clock, store,
+                                  budget_usd if budget_usd is not None else config.budget_usd, config.budget_key,
+                                  config.state.on_error)
         # decided per manager: a tracer or meter provider configured after import counts from here on
         self._telemetry = Telemetry.for_manager(capture_content=self._config.telemetry.capture_content,
                                                 secrets=key_values(self._config.models),
@@ -300,8 +305,16 @@ class LLMManager(ManagerControls):
         """A stored answer to the same request (the validator, if any, checks it again), else a
         routed one, stored for next time."""
         o = call.options
-        key = cache_key(call.messages, o.temperature, o.max_tokens, o.force_model, self._version)
+        shared = self._shared_cache
+        # shared across processes: the key also names the models and routing (another fleet member's
+        # configuration may differ), not only this manager's version counter
+        version: object = self._version if shared is None else f"{self._config_digest()}:{self._version}"
+        key = cache_key(call.messages, o.temperature, o.max_tokens, o.force_model, version)  # type: ignore[arg-type]
         hit = self._cache.get(key)
+        if hit is None and shared is not None:
+            hit = await shared.get(key)
+            if hit is not None:
+                self._cache.keep(key, hit)
         if hit is not None:
             if call.validator is None or await judge(call.validator, hit) is None:
                 self._stats.record_cache_hit(hit.saved_cost)
@@ -311,8 +324,17 @@ class LLMManager(ManagerControls):
             self._cache.drop(key)
         self._stats.cache_misses += 1
         result = await self._route(call)
-        self._cache.put(key, result)
+        stored = self._cache.put(key, result)
+        if shared is not None:
+            await shared.put(key, stored)
         return result
+
+    def _config_digest(self) -> str:
+        digest = self.__dict__.get("_digest")
+        if digest is None or digest[0] != self._version:
+            text = self.config.model_dump_json(exclude={"models": {"__all__": {"api_key"}}})
+            digest = self.__dict__["_digest"] = (self._version, hashlib.sha256(text.encode()).hexdigest()[:16])
+        return digest[1]  # type: ignore[no-any-return]
 
     async def _route(self, call: CallState) -> LLMResult:
         stats, routing, force_model = self._stats, self._config.routing, call.options.force_model

@@ -29,7 +29,7 @@ async def within(awaitable: Awaitable[Any], timeout: float, provider: Provider) 
     """`awaitable` (a provider call, or a stream's next piece) within `timeout`: a `ProviderTimeout`
     after it, a `ProviderError` for anything unexpected it raises; `StopAsyncIteration` (a stream's
     end), cancellation, KeyboardInterrupt and SystemExit pass through."""
-    loop = _asyncio_loop()
+    loop = running_asyncio_loop()
     if loop is None:  # trio: anyio's cancel scope
         done, result = False, None
         with anyio.CancelScope(deadline=anyio.current_time() + timeout):
@@ -50,7 +50,7 @@ async def within(awaitable: Awaitable[Any], timeout: float, provider: Provider) 
         raise ProviderTimeout(f"no reply within {timeout:g} s") from None
 
 
-def _asyncio_loop() -> Any:
+def running_asyncio_loop() -> Any:
     asyncio = sys.modules.get("asyncio")  # not imported here: only an asyncio loop already running counts
     if asyncio is None:
         return None
@@ -91,6 +91,12 @@ def without_unsupported(request: ProviderRequest, feature: str | None) -> Provid
     """The request minus a parameter the server named as unsupported, if it is one we may drop."""
     if feature == "seed" and request.seed is not None:
         return replace(request, seed=None)
+    if feature == "tools" and request.tools:
+        return replace(request, tools=(), tool_choice="auto")
+    if feature == "images":
+        stripped = [m.model_copy(update={"content": m.text}) if not isinstance(m.content, str) and m.images else m
+                    for m in request.messages]
+        return replace(request, messages=stripped)
     if feature and feature in request.options:
         return replace(request, options={k: v for k, v in request.options.items() if k != feature})
     return None

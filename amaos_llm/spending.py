@@ -14,11 +14,13 @@ limits and budgets a send must pass, and the settling of what each paid attempt 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from amaos_llm.budget import Budget, BudgetGuard, Refusal, money
+from amaos_llm.errors import StateStoreError
 from amaos_llm.limits import RateLimits, RateRefusal
 from amaos_llm.tokens import PRICE_UNKNOWN, context_window, prompt_bound, window_skip_reason
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from amaos_llm.state import StateStore
     from amaos_llm.types import Message, Usage
 
+log = logging.getLogger("amaos_llm")
 Skip = tuple[str, float | None]  # a skip reason, and the seconds until it may lift by itself
 _UNSET: Any = object()
 
@@ -50,8 +53,11 @@ class Spending:
     """A manager's budget, rate limiters and context-window table."""
 
     def __init__(self, prices: PriceBook, clock: Callable[[], float], store: StateStore,
-                 budget_usd: Decimal | None, budget_key: str) -> None:
+                 budget_usd: Decimal | None, budget_key: str, on_error: str = "closed") -> None:
         self.prices = prices
+        self.on_error = on_error  # closed: a store failure refuses budgeted calls; open: they go on unbudgeted
+        self._warned_at = -1e9
+        self._clock = clock
         self.store, self.budget_key = store, budget_key
         self.budget: Budget | None = None
         self.reset(budget_usd)
@@ -104,7 +110,13 @@ class Spending:
             return None
         price = self.prices.price(spec)
         worst = None if price is None else price.worst_case(spend.bound, max_tokens)
-        hold = await spend.guard.reserve(worst, spec.name)
+        try:
+            hold = await spend.guard.reserve(worst, spec.name)
+        except StateStoreError:
+            if self.on_error == "closed":
+                raise  # nothing is sent unbudgeted
+            self._warn_open()
+            return None
         if isinstance(hold, Refusal):
             if hold.blocked:
                 spend.blocked.append(hold)
@@ -114,20 +126,33 @@ class Spending:
 
     @staticmethod
     async def paid(call: CallState, usage: Usage, cost: Decimal | None) -> None:
-        """Settle what a paid attempt cost (its hold once, at the real cost) and its real tokens."""
+        """Settle what a paid attempt cost (its hold once, at the real cost) and its real tokens.
+        The answer is not lost when the store fails now: a warning, and the hold expires there."""
         ticket, call.rate_ticket = call.rate_ticket, None
         if ticket is not None:
             ticket.settle(usage.input_tokens + usage.output_tokens)
         spend = call.spend
         if spend is not None and spend.hold is not None:
             hold, spend.hold = spend.hold, None
-            await hold.settle(cost if cost is not None else Decimal(0))
+            try:
+                await hold.settle(cost if cost is not None else Decimal(0))
+            except StateStoreError as exc:
+                log.warning("could not settle $%s on the budget (%s): the answer stands; its hold expires", cost, exc)
 
     @staticmethod
     async def release(call: CallState) -> None:
-        """Leaving a model without paying: its hold goes back."""
+        """Leaving a model without paying: its hold goes back (or, with the store down, expires)."""
         spend = call.spend
         if spend is not None and spend.hold is not None:
             hold, spend.hold = spend.hold, None
-            await hold.release()
+            try:
+                await hold.release()
+            except StateStoreError as exc:
+                log.warning("could not release a budget hold (%s): it expires on the store", exc)
+
+    def _warn_open(self) -> None:
+        now = self._clock()
+        if now - self._warned_at >= 60:  # once a minute, not once a call
+            self._warned_at = now
+            log.warning("the state store is unreachable: calls go on unbudgeted (state.on_error: open)")
 

@@ -229,6 +229,21 @@ class RedisStateStore:
                 return True
         return False
 
+    async def cache_get(self, key: str) -> bytes | None:
+        """A shared result-cache entry (`cache.SharedResultCache`), or None."""
+        self._redis()
+        try:
+            return await self._client.get(f"{self.prefix}cache:{key}")  # type: ignore[no-any-return]
+        except self._failures as exc:
+            raise self._error(exc) from exc
+
+    async def cache_put(self, key: str, data: str, ttl: float) -> None:
+        self._redis()
+        try:
+            await self._client.set(f"{self.prefix}cache:{key}", data, px=max(1, math.floor(ttl * 1000)))
+        except self._failures as exc:
+            raise self._error(exc) from exc
+
     async def reset(self, key: str) -> None:
         """Forget a ledger entirely (an explicit `reset_budget()`; joining a ledger never resets it)."""
         self._redis()

@@ -13,16 +13,17 @@ the provider's next piece, not the time the caller takes to ask for the next chu
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from amaos_llm.errors import InvalidRequest, ProviderConnectionError, ProviderError, StreamInterrupted
+from amaos_llm.errors import InvalidRequest, ProviderConnectionError, ProviderError, ProviderTimeout, StreamInterrupted
 from amaos_llm.providers.base import Provider, ProviderChunk, ProviderReply, ProviderRequest, StreamUsage
-from amaos_llm.sending import within
+from amaos_llm.sending import running_asyncio_loop, within
 from amaos_llm.types import LLMResult, Message, Usage
 
 if TYPE_CHECKING:
@@ -88,27 +89,50 @@ class _Abandoned(BaseException):
 
 class _Step:
     """Runs the loop's coroutine until it emits a chunk or finishes; passes whatever else it
-    yields (the event loop's futures or traps) through, and what comes back in."""
+    yields (the event loop's futures or traps) through, and what comes back in. With a `stream`,
+    it is that stream's `__anext__`: the end becomes the final chunk, then StopAsyncIteration (an
+    awaitable object, not a coroutine: one frame less on every chunk)."""
 
-    __slots__ = ("_coro", "_throw")
+    __slots__ = ("_coro", "_throw", "_stream")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], throw: BaseException | None = None) -> None:
-        self._coro, self._throw = coro, throw
+    def __init__(self, coro: Coroutine[Any, Any, Any], throw: BaseException | None = None,
+                 stream: ChunkStream | None = None) -> None:
+        self._coro, self._throw, self._stream = coro, throw, stream
 
-    def __await__(self) -> Generator[Any, Any, tuple[bool, Any]]:
-        coro, value, error = self._coro, None, self._throw
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value, error, stream = self._coro, None, self._throw, self._stream
         while True:
             try:
                 out = coro.send(value) if error is None else coro.throw(error)
             except StopIteration as done:
-                return True, done.value
+                if stream is None:
+                    return True, done.value
+                stream._done, stream.result = True, done.value
+                return Chunk("final", result=done.value)
+            except BaseException:
+                if stream is not None:
+                    stream._done = True
+                raise
             value = error = None
             if type(out) is _Emit:
-                return False, out.chunk
+                return out.chunk if stream is not None else (False, out.chunk)
             try:
                 value = yield out
             except BaseException as exc:  # a cancellation from the event loop: into the loop it goes
                 error = exc
+
+
+class _Ended:
+    """`__anext__` of a finished stream."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        raise StopAsyncIteration
+        yield  # a generator: what `await` wants
+
+
+_ENDED = _Ended()
 
 
 class ChunkStream:
@@ -127,21 +151,12 @@ class ChunkStream:
     def __aiter__(self) -> ChunkStream:
         return self
 
-    async def __anext__(self) -> Chunk:
+    def __anext__(self) -> Awaitable[Chunk]:
         if self._done:
-            raise StopAsyncIteration
+            return _ENDED  # type: ignore[return-value]
         if self._coro is None:
             self._coro = self._start()
-        try:
-            finished, value = await _Step(self._coro)
-        except BaseException:
-            self._done = True
-            raise
-        if not finished:
-            return value  # type: ignore[no-any-return]
-        self._done = True
-        self.result = value
-        return Chunk("final", result=value)
+        return _Step(self._coro, None, self)
 
     async def aclose(self) -> None:
         coro, self._coro = self._coro, None
@@ -191,23 +206,27 @@ class StreamCall:
     """What one stream adds to a call: its callbacks and mid-stream mode, the text yielded since
     the last reset, and the failure waiting to be reported to `on_error`."""
 
-    __slots__ = ("callbacks", "mid_stream", "first_token_timeout", "text", "tool_calls", "continued",
+    __slots__ = ("callbacks", "mid_stream", "first_token_timeout", "pieces", "tool_calls", "continued",
                  "pending_error", "attempts_usage", "interrupted")
 
     def __init__(self, callbacks: Sequence[Any], mid_stream: MidStream, first_token_timeout: float | None) -> None:
         self.callbacks = list(callbacks)
         self.mid_stream = mid_stream
         self.first_token_timeout = first_token_timeout
-        self.text = ""  # yielded since the start or the last reset
+        self.pieces: list[str] = []  # the text yielded since the start or the last reset
         self.tool_calls: list[Any] = []
         self.continued = False  # a continue-mode resume is under way: requests carry the partial
         self.pending_error: BaseException | None = None
         self.interrupted: ProviderError | None = None  # the mid-stream failure restart/continue carried on from
 
     @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
     def started(self) -> bool:
         """Something was yielded since the last reset."""
-        return bool(self.text or self.tool_calls)
+        return bool(self.pieces or self.tool_calls)
 
     def messages(self, messages: list[Message], provider: str) -> list[Message]:
         """The request's messages: as given, or for a continue-mode resume the original ones plus an
@@ -231,7 +250,7 @@ class StreamCall:
         await fire(self.callbacks, "on_error", error, False)
 
     async def reset(self) -> None:
-        discarded, self.text, self.tool_calls, self.continued = self.text, "", [], False
+        discarded, self.pieces, self.tool_calls, self.continued = self.text, [], [], False
         await fire(self.callbacks, "on_reset", discarded)
         await emit(Chunk("reset"))
 
@@ -266,31 +285,47 @@ class StreamCall:
         model: str | None = None
         source = provider.stream(request)
         waiting = first
+        loop = running_asyncio_loop()
+        callbacks = self.callbacks
         try:
             while True:
                 try:
-                    chunk: ProviderChunk = await within(source.__anext__(), waiting, provider)
+                    if loop is None:  # trio: anyio's scope, through the one-send helper
+                        chunk: ProviderChunk = await within(source.__anext__(), waiting, provider)
+                    else:  # asyncio, inline: a coroutine less per chunk (the per-chunk cost is the point)
+                        try:
+                            async with asyncio.timeout_at(loop.time() + waiting):
+                                chunk = await source.__anext__()
+                        except TimeoutError:
+                            raise ProviderTimeout(f"no stream chunk within {waiting:g} s") from None
                 except StopAsyncIteration:
                     break
                 except ProviderError as exc:
                     exc.usage = usage  # type: ignore[attr-defined]
                     raise
+                except Exception as exc:  # an SDK failure no mapping knows: this attempt failed, as in send()
+                    error = ProviderError(provider.redact(f"{type(exc).__name__}: {exc}")[:300])
+                    error.usage = usage  # type: ignore[attr-defined]
+                    raise error from exc
                 if chunk.usage is not None:
                     usage = chunk.usage
                 if chunk.finish_reason is not None:
                     finish, model = chunk.finish_reason, chunk.model
-                if chunk.text:
+                text = chunk.text
+                if text:
                     waiting = gap
-                    pieces.append(chunk.text)
-                    self.text += chunk.text
-                    await fire(self.callbacks, "on_token", chunk.text)
-                    await emit(Chunk("text", text=chunk.text))
+                    pieces.append(text)
+                    self.pieces.append(text)
+                    if callbacks:
+                        await fire(callbacks, "on_token", text)
+                    await _Emit(Chunk("text", text=text))
                 if chunk.tool_call is not None:
                     waiting = gap
                     calls.append(chunk.tool_call)
                     self.tool_calls.append(chunk.tool_call)
-                    await fire(self.callbacks, "on_tool_call", chunk.tool_call)
-                    await emit(Chunk("tool_call", tool_call=chunk.tool_call))
+                    if callbacks:
+                        await fire(callbacks, "on_tool_call", chunk.tool_call)
+                    await _Emit(Chunk("tool_call", tool_call=chunk.tool_call))
         finally:
             await source.aclose()  # type: ignore[attr-defined]  # at once: the HTTP response goes with it
         if finish is None:

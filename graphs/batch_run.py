@@ -1,8 +1,9 @@
 """`amaos-llm run --inputs IN [--output OUT]`: a pipeline over a JSONL file, streamed.
 
-The inputs are read a line at a time and run `concurrency` at a time (`graphs.streaming`); each
-record is written, in input order, as soon as its turn comes, in one unbuffered write. Memory is
-therefore flat in the number of inputs, and a crash loses only the runs in flight.
+The inputs are read a line at a time and run by an executor (`graphs.executors`: in this process,
+`concurrency` at a time, or on a Ray cluster); this module alone writes the records. Each is
+written, in input order (or as it finishes), as soon as its turn comes, in one unbuffered write.
+Memory is therefore flat in the number of inputs, and a crash loses only the runs in flight.
 
 - `resume`: the inputs already answered in OUT (by `id`, else line number) are skipped and the
   rest appended; a last line a crash left half-written is cut off, and its input runs again.
@@ -32,17 +33,14 @@ from graphs.batch import (
     BadInput,
     BatchItem,
     InputKey,
-    bad_input_record,
     count_inputs,
     pipeline_record,
     read_lines,
     record_key,
-    run_record,
 )
-from graphs.errors import RunFailed
+from graphs.executors import Executor, LocalExecutor
 from graphs.pipeline import Pipeline
 from graphs.results import RunResult
-from graphs.streaming import map_stream
 
 
 class OnBadInput(str, Enum):
@@ -185,15 +183,26 @@ async def run_batch(
     resume: bool = False,
     on_bad_input: OnBadInput = OnBadInput.stop,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    executor: Executor | None = None,
+    ordered: bool = True,
     ledger: Budget | None = None,
     on_result: Callable[[RunResult], None] | None = None,
 ) -> BatchSummary:
     """Run `pipeline` on each input of `source`, writing records to `output` (None: stdout) with
-    a progress bar and the running cost on stderr. `on_record` sees each record once it is written,
-    `on_result` each run's result; `ledger` is a budget all the runs share (`run --budget`)."""
+    a progress bar and the running cost on stderr. `on_record` sees each record once it is written.
+
+    `executor` runs the inputs (default: `LocalExecutor(concurrency)`, in this process); whichever
+    it is, this function alone reads the inputs and writes the records, one per input, in input
+    order (`ordered`) or as they finish. `ledger` (a budget all the runs share, `run --budget`)
+    and `on_result` (each run's `RunResult`) need the runs in this process: the default executor."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if executor is None:
+        executor = LocalExecutor(concurrency, ledger=ledger, on_result=on_result)
+    elif ledger is not None or on_result is not None:
+        raise ValueError("a shared budget and on_result need the runs in this process: the local executor")
+    executor.check(pipeline)  # before the output is opened: a job that cannot start leaves it as it was
     orchestrator = pipeline.orchestrator
     shape = pipeline_record(pipeline.name, orchestrator.nodes.values(), orchestrator.edges)
     writer: RecordWriter | _StdoutWriter = (
@@ -212,16 +221,8 @@ async def run_batch(
             if done.count and entry.key in done:
                 continue
             if isinstance(entry, BadInput) and on_bad_input is OnBadInput.stop:
-                raise entry.error  # the stream hands out every run before this line, then raises it
+                raise entry.error  # the executor hands out every run before this line, then raises it
             yield entry
-
-    async def one(entry: BatchItem | BadInput) -> tuple[BatchItem | BadInput, RunResult | None]:
-        if isinstance(entry, BadInput):
-            return entry, None
-        try:
-            return entry, await orchestrator.run(entry.payload, metadata=entry.metadata, budget_usd=ledger)
-        except RunFailed as exc:  # a fail_fast pipeline: its partial result is the record
-            return entry, exc.result
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("cost ${task.fields[cost]:.6f}"), TextColumn("[red]{task.fields[failed]} failed"))
@@ -229,20 +230,15 @@ async def run_batch(
         with Progress(*columns, console=Console(stderr=True), transient=output is None) as progress:
             bar = progress.add_task(pipeline.name, total=total, completed=min(done.count, total or done.count),
                                     cost=0.0, failed=0)
-            async with pipeline, map_stream(todo(), one, concurrency) as runs:
-                async for _, (entry, result) in runs:
-                    if result is None:
-                        assert isinstance(entry, BadInput)
-                        writer.write(bad_input_record(entry))
+            async with executor.records(pipeline, todo(), ordered=ordered) as finished:
+                async for entry, record in finished:
+                    writer.write(record)
+                    if isinstance(entry, BadInput):
                         summary.bad += 1
                     else:
-                        assert isinstance(entry, BatchItem)
-                        writer.write(run_record(result, entry.payload, entry.index, entry))
                         summary.runs += 1
-                        summary.failed += not result.ok
-                        summary.cost += result.total_cost
-                        if on_result is not None:
-                            on_result(result)
+                        summary.failed += not record["ok"]
+                        summary.cost += Decimal(record["cost_usd"])
                     progress.update(bar, advance=1, cost=float(summary.cost), failed=summary.failed + summary.bad)
     except ConfigError as exc:
         if output is None or exc.line is None or exc.path != str(source):

@@ -88,6 +88,12 @@ LogLevelOption = Annotated[LogLevel | None, typer.Option(
     "--log-level", case_sensitive=False, help="Log the library's `amaos_llm` and `graphs` loggers at this level "
                                               "to stderr.")]
 
+
+class ExecutorKind(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 T = TypeVar("T")
 
 
@@ -162,6 +168,16 @@ def run(
                                "for it and go on.")] = OnBadInput.stop,
     report: Annotated[Path | None, typer.Option(
         "--report", help="Also write an HTML report of the runs (with --output: of every record in it).")] = None,
+    ordered: Annotated[bool, typer.Option(
+        "--ordered/--no-ordered", help="With --inputs: records in input order, or as the runs finish.")] = True,
+    executor: Annotated[ExecutorKind, typer.Option(
+        "--executor", help="With --inputs: run in this process, or on Ray (the ray extra).")] = ExecutorKind.local,
+    address: Annotated[str | None, typer.Option(
+        "--address", help="--executor ray: join this Ray cluster (default: start a local Ray on 127.0.0.1).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="--executor ray: worker actors, each holding one copy of the pipeline [default: 1].")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="--executor ray: inputs sent to a worker at a time [default: 64].")] = None,
     budget: Annotated[float | None, typer.Option(
         "--budget", min=0, help="Cap the whole command's spend in USD (all runs of --inputs together); ends with "
                                 "cost tables by node and by model.")] = None,
@@ -171,11 +187,22 @@ def run(
     log_level: LogLevelOption = None,
     debug: Debug = False,
 ) -> None:
-    """Run a pipeline on one input (--input) or on each line of a JSONL file (--inputs)."""
+    """Run a pipeline on one input (--input) or on each line of a JSONL file (--inputs).
+
+    With --executor ray, --concurrency is the runs at a time in each worker."""
     if (input is None) == (inputs is None):
         raise typer.BadParameter("give exactly one of --input TEXT or --inputs FILE.jsonl")
     if resume and (inputs is None or output is None):
         raise typer.BadParameter("--resume needs --inputs FILE.jsonl and the --output FILE it appends to")
+    if executor is ExecutorKind.ray and inputs is None:
+        raise typer.BadParameter("--executor ray runs --inputs FILE.jsonl")
+    ray_only = [name for name, value in (("--address", address), ("--workers", workers),
+                                         ("--batch-size", batch_size)) if value is not None]
+    if ray_only and executor is not ExecutorKind.ray:
+        raise typer.BadParameter(f"{ray_only[0]} is an option of --executor ray")
+    if budget is not None and executor is ExecutorKind.ray:
+        # The command's ledger lives in this process; Ray workers would each spend it in full.
+        raise typer.BadParameter("--budget needs the runs in this process: --executor local")
     _configure_logging(log_level)
     with _errors_as_one_line(debug), _telemetry(otel):
         loaded = load_pipeline(pipeline, local_only=True if local_only else None, config_path=config)
@@ -188,9 +215,16 @@ def run(
         if input is not None:
             ok = _run_interruptible(_run_one, loaded, input, output, on_record, ledger, tally)
         elif inputs is not None:
+            runner = None
+            if executor is ExecutorKind.ray:
+                from graphs.executors import RayExecutor
+
+                runner = RayExecutor(address=address, workers=workers or 1, batch_size=batch_size or 64,
+                                     concurrency=concurrency, local_only=True if local_only else None,
+                                     config_path=str(config.resolve()) if config is not None else None)
             summary = _run_interruptible(
-                partial(run_batch, resume=resume, on_bad_input=on_bad_input, on_record=on_record, ledger=ledger,
-                        on_result=None if tally is None else tally.add),
+                partial(run_batch, resume=resume, on_bad_input=on_bad_input, on_record=on_record, executor=runner,
+                        ordered=ordered, ledger=ledger, on_result=None if tally is None else tally.add),
                 loaded, inputs, output, concurrency,
             )
             _show_summary(summary, output)

@@ -84,7 +84,32 @@ class OllamaProvider(Provider):
             params["format"] = request.response_format
         return params
 
+    async def _check_capabilities(self, request: ProviderRequest) -> None:
+        """A request with tools or images asks `POST /api/show` (once per model) what the model can
+        do: Ollama's own errors are text only, so a missing capability is named here, in the
+        structured `unsupported` field feature fallback reads, before the chat is sent."""
+        wants_tools = bool(request.tools) and request.tool_choice != "none"
+        wants_images = any(m.images for m in request.messages if not isinstance(m.content, str))
+        if not (wants_tools or wants_images):
+            return
+        if self._capabilities is None:
+            client = self._client()
+            with self._errors():
+                shown = await client.show(request.model)
+            self._capabilities = frozenset(shown.capabilities) if shown.capabilities else frozenset({"*"})
+        caps = self._capabilities
+        if "*" in caps:  # a server too old to say: let the chat itself decide
+            return
+        for wanted, capability, feature in ((wants_tools, "tools", "tools"), (wants_images, "vision", "images")):
+            if wanted and capability not in caps:
+                raise BadRequestError(f"{self.spec.provider}: model {request.model!r} does not support {feature} "
+                                      f"(its capabilities: {', '.join(sorted(caps))})", status_code=400,
+                                      unsupported=feature)
+
+    _capabilities: frozenset[str] | None = None
+
     async def complete(self, request: ProviderRequest) -> ProviderReply:
+        await self._check_capabilities(request)
         params = self._params(request)
         client = self._client()
         async with self.http_slots():
@@ -103,6 +128,7 @@ class OllamaProvider(Provider):
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderChunk]:
         """NDJSON lines as they arrive, tool calls whole; done only on the `done: true` line, which
         carries the counts."""
+        await self._check_capabilities(request)
         params = self._params(request)
         client = self._client()
         async with self.http_slots():

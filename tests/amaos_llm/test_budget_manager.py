@@ -226,3 +226,50 @@ async def test_two_managers_on_one_redis_share_one_budget(redis_server: RedisSer
         await managers[1].complete("hi")
     for m in managers:
         await m._spending.store.aclose()  # type: ignore[attr-defined]
+
+
+async def test_an_unreachable_store_refuses_budgeted_calls_unless_on_error_is_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from amaos_llm import StateStoreError
+
+    sent: list[int] = []
+
+    async def counted(messages: list[Message], **params: Any) -> dict[str, Any]:
+        sent.append(1)
+        return {"content": "ok", "input_tokens": 100, "output_tokens": 10}
+
+    for on_error in ("closed", "open"):
+        store = RedisStateStore("redis://127.0.0.1:9/0", timeout=0.3)
+        cfg = LLMConfig.model_validate({"defaults": {"max_tokens": 10}, "state": {"on_error": on_error}})
+        m = LLMManager(cfg, budget_usd=1, state_store=store)
+        m.register_model("a", counted, **PRICED)
+        if on_error == "closed":
+            with pytest.raises(StateStoreError, match="redis://127.0.0.1:9/0"):
+                await m.complete("hi")
+            assert sent == []  # nothing went out unbudgeted
+        else:
+            await m.complete("hi")
+            await m.complete("hi")
+            assert len(sent) == 2
+            assert caplog.text.count("calls go on unbudgeted") == 1  # once a minute, not once a call
+        await store.aclose()
+
+
+async def test_an_answer_stands_when_the_store_dies_before_it_settles(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.support.redis_server import start_redis
+
+    server = start_redis()
+    store = RedisStateStore(server.url, prefix=f"test:{uuid.uuid4().hex}:", timeout=0.3)
+
+    async def dies_meanwhile(messages: list[Message], **params: Any) -> dict[str, Any]:
+        server.kill()
+        return {"content": "answered", "input_tokens": 100, "output_tokens": 10}
+
+    m = LLMManager(LLMConfig.model_validate({"defaults": {"max_tokens": 10}}), budget_usd=1, state_store=store)
+    m.register_model("a", dies_meanwhile, **PRICED)
+    result = await m.complete("hi")
+    assert result.content == "answered" and "its hold expires" in caplog.text
+    await store.aclose()

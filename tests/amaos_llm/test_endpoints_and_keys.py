@@ -206,3 +206,30 @@ async def test_messages_reach_every_url_unchanged(closed_port: str) -> None:
             await m.chat([Message(role="system", content="be brief"), {"role": "user", "content": "hi"}])
         assert fake.requests[0].body["messages"] == [{"role": "system", "content": "be brief"},
                                                      {"role": "user", "content": "hi"}]
+
+
+async def test_ollama_names_a_missing_capability_for_feature_fallback_to_drop() -> None:
+    from amaos_llm import BadRequestError, Tool
+    from amaos_llm.config import ModelSpec
+    from amaos_llm.providers.base import ProviderRequest
+    from amaos_llm.providers.ollama import OllamaProvider
+    from amaos_llm.sending import without_unsupported
+    from tests.support.fakes import OllamaFake
+
+    tool = Tool(name="lookup", description="find", parameters={"type": "object", "properties": {}})
+    with OllamaFake() as fake:
+        fake.capabilities = ["completion"]
+        provider = OllamaProvider(ModelSpec(name="o", provider="ollama", model="test-model", base_url=fake.url))
+        request = ProviderRequest(messages=[Message(role="user", content="hi")], model="test-model",
+                                  temperature=0, max_tokens=5, tools=(tool,))
+        with pytest.raises(BadRequestError) as caught:
+            await provider.complete(request)
+        assert caught.value.unsupported == "tools" and "capabilities: completion" in str(caught.value)
+        smaller = without_unsupported(request, "tools")
+        assert smaller is not None and smaller.tools == ()
+        reply = await provider.complete(smaller)
+        await provider.complete(smaller)
+        await provider.aclose()
+    assert reply.content == "echo: hi"
+    assert [r.path for r in fake.requests].count("/api/show") == 1  # asked once, then known
+    assert not fake.requests[-1].body.get("tools")  # the SDK sends an empty list

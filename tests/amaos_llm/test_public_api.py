@@ -17,8 +17,8 @@ def test_amaos_llm_exports_exactly_the_documented_names() -> None:
         "DeadlineExceeded", "Defaults", "Estimate", "ImagePart", "InvalidRequest", "LLMConfig", "LLMError",
         "LLMManager", "LLMResult", "Ledger", "MemoryStore", "Message", "ModelLoadError", "ModelNotFound",
         "ModelSpec", "ProviderConnectionError", "ProviderError", "ProviderTimeout", "RateLimitError", "Reservation",
-        "RoutingConfig", "ServerError", "StateStore", "StreamCallbacks", "StreamInterrupted", "TextPart", "Tool",
-        "ToolCall", "Usage", "get_llm_manager", "set_llm_manager",
+        "RoutingConfig", "ServerError", "StateStore", "StateStoreError", "StreamCallbacks", "StreamInterrupted",
+        "TextPart", "Tool", "ToolCall", "Usage", "get_llm_manager", "set_llm_manager",
     ]
     assert all(hasattr(amaos_llm, name) for name in amaos_llm.__all__)
 

@@ -164,3 +164,35 @@ def test_bad_urls_are_config_errors() -> None:
 def test_units_are_whole_nano_dollars_rounded_up() -> None:
     assert to_units(D("0.000000001")) == 1 and to_units(D("0.0000000011")) == 2
     assert from_units(to_units(D("1.234567891"))) == D("1.234567891")
+
+
+async def test_managers_on_one_redis_share_the_result_cache(redis_server: RedisServer,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from amaos_llm import LLMConfig, LLMManager
+
+    calls: list[int] = []
+
+    async def priced(messages, **params):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return {"content": "cached answer", "input_tokens": 10, "output_tokens": 5}
+
+    prefix = fresh_prefix()
+    managers = []
+    for _ in range(2):
+        cfg = LLMConfig.model_validate({"cache": {"enabled": True, "ttl": 60}})
+        m = LLMManager(cfg, state_store=RedisStateStore(redis_server.url, prefix=prefix))
+        m.register_model("a", priced, cost_per_1k_input="0.3", cost_per_1k_output="0.7")
+        managers.append(m)
+    first = await managers[0].complete("same question")
+    second = await managers[1].complete("same question")  # another process would see the same
+    assert calls == [1] and second.cache_hit and second.content == "cached answer"
+    assert second.saved_cost == first.cost == D("0.0065")  # exact, not a float's approximation
+    for m in managers:
+        await m._spending.store.aclose()  # type: ignore[attr-defined]
+
+    down = LLMManager(LLMConfig.model_validate({"cache": {"enabled": True}}),
+                      state_store=RedisStateStore("redis://127.0.0.1:9/0", timeout=0.3))
+    down.register_model("a", priced)
+    assert (await down.complete("q")).content == "cached answer"
+    assert (await down.complete("q")).cache_hit  # the process's own cache goes on alone
+    assert "shared result cache unavailable" in caplog.text

@@ -99,3 +99,11 @@ def test_a_negative_budget_exits_2_before_any_call(files, openai_fake):
     assert result.exit_code == 2
     assert "--budget" in result.stderr
     assert openai_fake.requests == []
+
+
+def test_budget_with_the_ray_executor_exits_2_the_ledger_lives_in_this_process(files, openai_fake):
+    result = CliRunner().invoke(app, ["run", str(files["pipeline"]), "--inputs", str(files["inputs"]),
+                                      "--executor", "ray", "--budget", "1"])
+    assert result.exit_code == 2
+    assert "--budget needs the runs in this process" in result.stderr
+    assert openai_fake.requests == []

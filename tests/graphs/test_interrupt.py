@@ -70,7 +70,9 @@ def test_ctrl_c_stops_an_embedded_completion_at_once(embedded_only: Path, second
     _wait_for(lambda: _cpu_seconds(proc.pid) > 3.0, proc)
     took, out, err = _interrupt(proc, second_after)
     assert proc.returncode == 130
-    assert took < 1.0
+    # ~0.25 s on a quiet machine; the 2,000-token generation it cuts would take tens of seconds,
+    # so 2 s still tells "at once" from "after the work", on a 2-core machine under load too.
+    assert took < 2.0
     assert err.splitlines() == ["interrupted"]
     assert out == ""
 
@@ -93,7 +95,7 @@ def test_ctrl_c_during_a_jsonl_run_keeps_every_finished_result(embedded_only: Pa
     time.sleep(0.5)  # the long one is generating now
     took, _, err = _interrupt(proc)
     assert proc.returncode == 130
-    assert took < 1.0
+    assert took < 2.0  # as above: at once, with room for a loaded machine
     assert err.splitlines()[-1] == "interrupted" and "Traceback" not in err
     records = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert [r["input"] for r in records] == ["Say hi.", "Say yes.", "Say no."]

@@ -177,3 +177,15 @@ def load_error(tmp_path: Path, text: str) -> str:
 ])
 def test_mistakes_in_managers_are_config_errors_naming_file_line_and_field(tmp_path, models, text, expected):
     assert load_error(tmp_path, text).startswith(expected)
+
+
+def test_a_manager_budget_on_memory_state_cannot_be_split_over_workers_but_run_budgets_can(tmp_path, models):
+    from graphs import executors
+
+    shared = load_pipeline(write(tmp_path / "p.yaml", SHARED))
+    assert executors._shared_state_required(shared) == (
+        "node 'first': its manager's budget $2.0 needs `state: {backend: redis}`")
+    per_run = load_pipeline(write(tmp_path / "q.yaml", SHARED.replace(", budget_usd: 2}", "}")))
+    assert executors._shared_state_required(per_run) is None  # settings and node budgets are per run
+    # the keys of the entry's model file (one OpenAI model), not of the packaged default's many
+    assert executors._key_env_names(per_run) == ["AMAOS_LLM_CONFIG", "OPENAI_API_KEY"]

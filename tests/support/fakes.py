@@ -89,9 +89,19 @@ def _chat_prompt(body: dict[str, Any], max_tokens: int | None, system: str = "")
 
 
 class OllamaFake(FakeServer):
+    # what `POST /api/show` reports (Ollama >= 0.6); None: an older server that reports none
+    capabilities: list[str] | None = ["completion", "tools", "vision"]
+
     def route(self, req: Recorded) -> Reply:
         if req.method == "GET" and req.path == "/api/tags":
             return Reply(body={"models": [self._model_entry(m) for m in self.models]})
+        if req.method == "POST" and req.path == "/api/show":
+            body: dict[str, Any] = {"modelfile": "", "template": "{{ .Prompt }}", "details": {"format": "gguf"},
+                                    "model_info": {"general.architecture": "fake"}, "parameters": "",
+                                    "modified_at": CREATED_AT}
+            if self.capabilities is not None:
+                body["capabilities"] = self.capabilities
+            return Reply(body=body)
         if req.method != "POST" or req.path != "/api/chat":
             return self.not_found(req)
         if not req.body.get("messages"):  # Ollama's "load the model" request: no generation

@@ -157,7 +157,9 @@ async def test_a_cancelled_generation_frees_the_model_within_a_token() -> None:
 @pytest.mark.parametrize(
     ("spec_fields", "prompt", "error", "message"),
     [
-        ({"n_ctx": 256}, "dragons " * 400, ContextWindowExceeded, "exceeds the available context size"),
+        # context_window overstated on purpose: the manager's own check (n_ctx 256) would skip it unsent
+        ({"n_ctx": 256, "context_window": 100_000}, "dragons " * 400, ContextWindowExceeded,
+         "exceeds the available context size"),
         ({"options": {"top_k": "many"}}, "hi", BadRequestError, "Field 'top_k'"),
         ({}, "lone \ud800 surrogate", BadRequestError, "request not readable"),
     ],
@@ -173,3 +175,13 @@ async def test_llama_cpp_request_errors_are_bad_requests_and_not_retried(
     assert attempt.error is not None and attempt.error.startswith(f"{error.__name__}: embedded: ")
     assert message in attempt.error
     assert (stats["calls"], stats["failures"]) == (1, 1)  # one send: a retry would fail the same way
+
+
+async def test_a_prompt_longer_than_n_ctx_is_skipped_without_a_send() -> None:
+    async with LLMManager(models=[embedded_spec(n_ctx=256)]) as manager:
+        with pytest.raises(AllModelsFailed) as info:
+            await manager.complete("dragons " * 400)
+        stats = manager.get_stats()["by_model"]["smol"]
+    (attempt,) = info.value.attempts
+    assert attempt.outcome == "skipped" and (attempt.error or "").startswith("context window: ~")
+    assert stats["calls"] == 0

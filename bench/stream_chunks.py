@@ -1,0 +1,181 @@
+"""Streaming overhead: `manager.stream()` against the raw `AsyncOpenAI` stream on the same transport.
+
+A loopback SSE server (its own process) answers each streamed chat completion with `n` one-token
+chunks, then the `choices: []` usage chunk and `[DONE]`. In one process, the sides alternate
+stream by stream:
+
+- raw: `AsyncOpenAI(...).chat.completions.create(stream=True, stream_options={"include_usage": True})`
+  on `DefaultAioHttpClient` (what our provider sends through), every chunk iterated;
+- ours: `manager.stream(prompt)` on an `openai_compatible` model at that server, every chunk iterated;
+- ours + one callback (`on_token`).
+
+Reported (medians): time to the first text chunk over raw's (target +≤ 1 ms) and, on 1,000-chunk
+streams, time per chunk over raw's (target +≤ 5 µs). LiteLLM needs openai<3 and runs in bench/.venv
+(`--side litellm` there) when asked.
+
+    python -m bench.stream_chunks [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+MODEL = "bench-model"
+
+
+# -- the server -------------------------------------------------------------------------------
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1767225600, "model": MODEL,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+_USAGE = b"data: " + json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1767225600,
+                                  "model": MODEL, "choices": [],
+                                  "usage": {"prompt_tokens": 12, "completion_tokens": 0, "total_tokens": 12}}
+                                 ).encode() + b"\n\n"
+
+
+def _stream_body(n: int) -> bytes:
+    parts = [_chunk({"role": "assistant", "content": ""})]
+    parts += [_chunk({"content": "tok "})] * n
+    parts.append(_chunk({}, "stop"))
+    parts.append(_USAGE.replace(b'"completion_tokens": 0', b'"completion_tokens": %d' % n)
+                 .replace(b'"total_tokens": 12', b'"total_tokens": %d' % (12 + n)))
+    parts.append(b"data: [DONE]\n\n")
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.bodies: dict[int, bytes] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].lower()
+            at = head.find(b"content-length:")
+            length = int(head[at + 15:head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0 else len(head)]) \
+                if at >= 0 else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            body, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
+            n = int(json.loads(body).get("max_tokens") or 1)
+            payload = self.bodies.get(n)
+            if payload is None:
+                payload = self.bodies[n] = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                                            b"transfer-encoding: chunked\r\n\r\n" + _stream_body(n))
+            self.transport.write(payload)  # type: ignore[attr-defined]
+
+
+async def serve() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Protocol, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+
+
+# -- the client -------------------------------------------------------------------------------
+
+
+async def measure(url: str, quick: bool) -> dict[str, Any]:
+    import openai
+
+    from amaos_llm import LLMConfig, LLMManager
+
+    raw = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0,
+                             http_client=openai.DefaultAioHttpClient())
+    manager = LLMManager(LLMConfig.model_validate({"models": [
+        {"name": "m", "provider": "openai_compatible", "model": MODEL, "base_url": url, "source": "cloud",
+         "api_key": "sk-bench", "cost_per_1k_input": 0, "cost_per_1k_output": 0}]}))
+
+    class Counter:
+        n = 0
+
+        def on_token(self, text: str) -> None:
+            self.n += 1
+
+    async def raw_side(n: int) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        first = None
+        stream = await raw.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
+                                                   max_tokens=n, stream=True, stream_options={"include_usage": True})
+        async for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - t0
+        return first or 0.0, time.perf_counter() - t0
+
+    async def ours(n: int, callbacks: list[Any] | None = None) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        first = None
+        async with manager.stream("hi", max_tokens=n, callbacks=callbacks) as stream:
+            async for chunk in stream:
+                if first is None and chunk.type == "text":
+                    first = time.perf_counter() - t0
+        return first or 0.0, time.perf_counter() - t0
+
+    sides = {"raw": raw_side, "ours": ours, "ours_callback": lambda n: ours(n, [Counter()])}
+    results: dict[str, Any] = {}
+    repeats = 5 if quick else 11
+    for n, label in ((10, "short"), (1000, "long")):
+        for side in sides.values():  # warm-up
+            for _ in range(5):
+                await side(n)
+        samples: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
+        per = 20 if n == 10 else 3
+        for _ in range(repeats):
+            for name, side in sides.items():
+                for _ in range(per):
+                    samples[name].append(await side(n))
+        results[label] = {name: {"first_ms": statistics.median(s[0] for s in v) * 1e3,
+                                 "total_ms": statistics.median(s[1] for s in v) * 1e3} for name, v in samples.items()}
+    await manager.aclose()
+    await raw.close()
+    short, long = results["short"], results["long"]
+    results["first_chunk_over_raw_ms"] = short["ours"]["first_ms"] - short["raw"]["first_ms"]
+    results["per_chunk_over_raw_us"] = (long["ours"]["total_ms"] - long["raw"]["total_ms"]) / 1000 * 1e3
+    results["per_chunk_over_raw_with_callback_us"] = (
+        long["ours_callback"]["total_ms"] - long["raw"]["total_ms"]) / 1000 * 1e3
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", action="store_true")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve())
+        return
+    server = subprocess.Popen([sys.executable, "-m", "bench.stream_chunks", "--serve"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())  # type: ignore[union-attr]
+        results = asyncio.run(measure(f"http://127.0.0.1:{port}/v1", args.quick))
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(5)
+    print(json.dumps(results, indent=2))
+    print(f"first chunk over raw: {results['first_chunk_over_raw_ms']:+.3f} ms (target <= +1 ms); "
+          f"per chunk over raw: {results['per_chunk_over_raw_us']:+.2f} us (target <= +5 us), "
+          f"with one callback {results['per_chunk_over_raw_with_callback_us']:+.2f} us")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ Exceptions (all `LLMError`)::
     ├── ConfigError                 bad YAML or schema; names file, line and field
     ├── InvalidRequest              a call's arguments out of range (before anything is sent)
     ├── ModelNotFound               unknown model name; lists the known ones
+    ├── ToolLoopLimit               run_tools: still calling tools after max_steps; `.steps`
     ├── AllModelsFailed             every candidate failed or was skipped; `.attempts`
     │   ├── DeadlineExceeded        the call's deadline ran out first
     │   └── BudgetExceeded          skipped for cost; `.remaining`, `.needed`, `.scope`
@@ -47,12 +48,14 @@ from amaos_llm.errors import (
     ServerError,
     StateStoreError,
     StreamInterrupted,
+    ToolLoopLimit,
 )
 from amaos_llm.manager import LLMManager
 from amaos_llm.shared_manager import get_llm_manager, set_llm_manager
 from amaos_llm.state import Ledger, MemoryStore, Reservation, StateStore
 from amaos_llm.streaming import Chunk, ChunkStream, StreamCallbacks
 from amaos_llm.tokens import Estimate
+from amaos_llm.tool_runs import ToolRun
 from amaos_llm.tools import Tool
 from amaos_llm.types import Attempt, LLMResult, Message, ToolCall, Usage
 
@@ -98,6 +101,8 @@ __all__ = [
     "TextPart",
     "Tool",
     "ToolCall",
+    "ToolLoopLimit",
+    "ToolRun",
     "Usage",
     "get_llm_manager",
     "set_llm_manager",

@@ -1,7 +1,8 @@
 """The result cache: an answer to a request seen before, served again without calling a model.
 
 The key is the SHA-256 of the canonical JSON of what decides the answer: the messages, the
-temperature, max_tokens and force_model the caller asked for, and the manager's configuration
+temperature, max_tokens and force_model the caller asked for, the tools, tool_choice and
+response_format when set, and the manager's configuration
 version (a change of models or routing makes earlier entries unreachable). Entries are stored in
 the form a hit returns (`cache_hit=True`, zero usage and cost, `saved_cost` = what the original
 answer cost, no attempts), kept least-recently-used first out at `max_size`, and expire `ttl`
@@ -15,7 +16,10 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import Any
 
+from amaos_llm.structured import response_schema
+from amaos_llm.tools import Tool
 from amaos_llm.types import LLMResult, Message, Usage
 
 _ZERO = Decimal(0)
@@ -24,13 +28,22 @@ _NO_USAGE = Usage()
 
 def cache_key(
     messages: Sequence[Message], temperature: float | None, max_tokens: int | None, force_model: str | None,
-    version: int,
+    version: int, tools: Sequence[Tool] = (), tool_choice: str = "auto", response_format: Any = None,
 ) -> str:
-    canonical = json.dumps(
-        [[_canonical(m) for m in messages], temperature, max_tokens, force_model, version],
-        ensure_ascii=False, separators=(",", ":"),
-    )
+    key: list[Any] = [[_canonical(m) for m in messages], temperature, max_tokens, force_model, version]
+    if tools or tool_choice != "auto" or response_format is not None:
+        # a plain answer must never come back for a tool call or a structured one, nor a dict for a class
+        key.append([[t.name, t.description, t.parameters] for t in tools])
+        key.append(tool_choice)
+        key.append(_format_key(response_format))
+    canonical = json.dumps(key, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _format_key(response_format: Any) -> object:
+    if isinstance(response_format, type):  # the class decides what `parsed` is, beyond its schema
+        return [f"{response_format.__module__}.{response_format.__qualname__}", response_schema(response_format)]
+    return response_format
 
 
 def _canonical(m: Message) -> object:

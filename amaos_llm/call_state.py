@@ -3,13 +3,17 @@ attempts so far, and what its answers cost (every answer is paid for, one a vali
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from amaos_llm.capabilities import Needs, call_needs
 from amaos_llm.config import Defaults
 from amaos_llm.errors import InvalidRequest
-from amaos_llm.inputs import check_sampling
+from amaos_llm.history import check_history
+from amaos_llm.inputs import check_sampling, tool_inputs
+from amaos_llm.tools import Tool
 from amaos_llm.types import Attempt, Message, Usage
 from amaos_llm.validation import Validator, check_validator
 
@@ -32,6 +36,10 @@ class CallOptions(NamedTuple):
     only: frozenset[str] | None = None  # the models this call may use (spoon_ai's `provider=`)
     max_cost: object | None = None  # caps this call's worst case (USD)
     budget: object | None = None  # extra `Budget`(s) this call reserves against
+    # last, so that positional `call_options(...)` calls made before them keep their meaning
+    tools: Any = None  # as given: functions, dicts or `Tool`s (checked in `CallState.begin`)
+    tool_choice: str = "auto"
+    response_format: Any = None  # a pydantic model class or an object JSON schema
 
 
 NO_OPTIONS = CallOptions()
@@ -65,6 +73,9 @@ class CallState:
     spend: CallSpend | None = None  # the call's budgets (None: none in force)
     rate_ticket: Any = None  # the rate limiter's count of the send in flight
     prompt_tokens: int = 0  # estimated (tokens.prompt_tokens): orders by cost, checks windows and tpm
+    tools: Sequence[Tool] = ()  # the call's tools, checked
+    schema: dict[str, Any] | None = None  # the object JSON schema `response_format` stands for
+    needs: Needs | None = None  # what it asks of a model beyond text (None: nothing)
 
     @classmethod
     def begin(
@@ -72,10 +83,17 @@ class CallState:
         validator: Validator | None,
     ) -> CallState:
         """The state of a call starting at `start`, after checking its options (`InvalidRequest`,
-        or `TypeError` for a validator that is not callable); `validator`: the manager's default."""
+        or `TypeError` for a validator that is not callable); `validator`: the manager's default.
+        A tool history that does not pair up is an `InvalidRequest` too, before any model is asked."""
         if options is NO_OPTIONS:  # the common case: every default
             until = None if defaults.deadline is None else start + defaults.deadline
-            return cls(messages, options, start, until, validator, defaults.validation_retries)
+            state = cls(messages, options, start, until, validator, defaults.validation_retries)
+            for m in messages:  # inline: this runs on every call, and a plain chat needs nothing more
+                if m.tool_calls or m.tool_call_id is not None or type(m.content) is not str:
+                    check_history(messages)
+                    state.needs = call_needs(messages, (), "auto", None)
+                    break
+            return state
         check_sampling(options.temperature, options.max_tokens)
         deadline = options.deadline
         if deadline is None:
@@ -88,7 +106,12 @@ class CallState:
         elif type(retries) is not int or retries < 0:
             raise InvalidRequest(f"validation_retries: must be an int >= 0, got {retries!r}")
         until = None if deadline is None else start + deadline
-        return cls(messages, options, start, until, check_validator(options.validator) or validator, retries)
+        tools, schema = tool_inputs(options.tools, options.tool_choice, options.response_format)
+        needs = call_needs(messages, tools, options.tool_choice, schema)
+        if needs is not None:
+            check_history(messages)
+        return cls(messages, options, start, until, check_validator(options.validator) or validator, retries,
+                   tools=tools, schema=schema, needs=needs)
 
     def pay(self, usage: Usage, cost: Decimal | None) -> None:
         if self.usage is None:
@@ -96,3 +119,9 @@ class CallState:
         else:
             self.usage += usage
             self.cost = None if cost is None or self.cost is None else self.cost + cost
+
+
+def estimate_prompt_tokens(messages: list[Message]) -> int:
+    # Only for ordering by estimated cost; billing uses the provider's own counts.
+    # `text`, not `content`: a content of parts would count its parts, not its characters.
+    return sum(len(m.content) if type(m.content) is str else len(m.text) for m in messages) // 4 + 4 * len(messages)

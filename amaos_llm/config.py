@@ -23,6 +23,7 @@ CONFIG_ENV = "AMAOS_LLM_CONFIG"
 PACKAGED_CONFIG = Path(__file__).parent / "data" / "model_priority.yaml"
 
 Source = Literal["local", "cloud"]
+Capability = Literal["text", "tools", "vision", "structured_output"]
 BalancingStrategy = Literal["round_robin", "weighted", "random", "least_latency", "least_busy"]
 Price = Decimal
 # The ranges of the resilience settings, shared by `defaults` and the per-model overrides.
@@ -85,6 +86,10 @@ class ModelSpec(BaseModel):
     n_threads: int | None = Field(default=None, gt=0)
     seed: int | None = None
     max_concurrency: int | None = Field(default=None, ge=1)
+    mmproj_path: str | None = None  # embedded: the vision projector; without it the model reads no images
+    # What the model can do (None: everything its provider can); a call needing more skips it.
+    capabilities: list[Capability] | None = Field(default=None, min_length=1)
+    max_image_bytes: int | None = Field(default=None, gt=0)  # None: the provider's limit (capabilities.py)
     options: dict[str, Any] = Field(default_factory=dict)  # passed through to the provider
 
     @field_validator("provider")

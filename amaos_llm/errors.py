@@ -8,6 +8,7 @@
     │   ├── DeadlineExceeded        the call's deadline ran out first
     │   └── BudgetExceeded          nothing answered and a model was skipped for cost
     ├── StreamInterrupted           a stream failed after yielding text; carries partial_text
+    ├── ToolLoopLimit               run_tools: the model still called tools after max_steps
     └── ProviderError               one provider call failed (mapped from the SDK's exception)
         ├── AuthenticationError     401/403, or a required API key is missing
         ├── RateLimitError          429; `retry_after` seconds when the server said
@@ -28,7 +29,7 @@ the original, so fallback still goes on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -96,6 +97,16 @@ class StreamInterrupted(LLMError):
         self.partial_text, self.model_name, self.attempts = partial_text, model_name, list(attempts)
         self.usage, self.cost = usage, cost
         super().__init__(message)
+
+
+class ToolLoopLimit(LLMError):
+    """`run_tools` took `max_steps` steps and the model still asked for tools. `steps` (the `LLMResult`
+    of each step) and `messages` (the conversation so far, every call answered) let a caller go on."""
+
+    def __init__(self, message: str, *, steps: Sequence[Any], messages: Sequence[Any]) -> None:
+        super().__init__(message)
+        self.steps = list(steps)
+        self.messages = list(messages)
 
 
 class BudgetExceeded(AllModelsFailed):

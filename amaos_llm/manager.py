@@ -25,6 +25,7 @@ from amaos_llm.balancing import Balancer, Load
 from amaos_llm.budget import Budget
 from amaos_llm.cache import ResultCache, SharedResultCache, cache_key
 from amaos_llm.call_state import CallOptions, CallState, call_options
+from amaos_llm.capabilities import capability_skip
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
 from amaos_llm.controls import ManagerControls
 from amaos_llm.errors import (
@@ -59,8 +60,10 @@ from amaos_llm.streaming import (
     fire,
     interrupted,
 )
+from amaos_llm.structured import output_problem
 from amaos_llm.telemetry import Telemetry, call_request, key_values, settled
 from amaos_llm.tokens import prompt_tokens as count_prompt_tokens
+from amaos_llm.tool_runs import ToolCalls
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.validation import Validator, check_validator, judge, reask
 
@@ -69,7 +72,7 @@ log = logging.getLogger("amaos_llm")
 
 
 
-class LLMManager(ManagerControls):
+class LLMManager(ManagerControls, ToolCalls):
     """Local-first, cost-aware model routing with fallback, timeouts, retries and real costs.
 
     Build it from YAML (`LLMManager.from_yaml(path)`), from a config object, from a list of
@@ -154,6 +157,9 @@ class LLMManager(ManagerControls):
         cache: bool | None = None,
         max_cost: float | Decimal | None = None,
         budget: Budget | Sequence[Budget] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str = "auto",
+        response_format: Any = None,
     ) -> LLMResult:
         """Answer `prompt`. `deadline` (seconds; default `defaults.deadline`) bounds the whole call;
         `validator(result) -> True | False | reason` (default: the manager's) must accept the answer,
@@ -161,9 +167,12 @@ class LLMManager(ManagerControls):
         `cache` (default `cache.enabled`) answers a repeated request from the result cache.
         `provider` (a model name or a provider type such as `openai`) keeps the call to those
         models, falling back among them. `max_cost` caps this call's worst case; `budget` adds
-        ledgers (`Budget`s) it must fit in besides the manager's `budget_usd`."""
+        ledgers (`Budget`s) it must fit in besides the manager's `budget_usd`. `tools` the model may
+        call (`result.tool_calls`; see `chat_with_tools`), `response_format` (a pydantic model class or
+        a JSON schema) the answer must fit (`result.parsed`; one that does not is re-asked)."""
         options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache,
-                               None if provider is None else self._only(provider), max_cost, budget)
+                               None if provider is None else self._only(provider), max_cost, budget, tools,
+                               tool_choice, response_format)
         return await self._serve(prompt_messages, (prompt, system_prompt), options)
 
     async def chat(
@@ -180,9 +189,13 @@ class LLMManager(ManagerControls):
         cache: bool | None = None,
         max_cost: float | Decimal | None = None,
         budget: Budget | Sequence[Budget] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str = "auto",
+        response_format: Any = None,
     ) -> LLMResult:
         options = call_options(temperature, max_tokens, force_model, deadline, validator, validation_retries, cache,
-                               None if provider is None else self._only(provider), max_cost, budget)
+                               None if provider is None else self._only(provider), max_cost, budget, tools,
+                               tool_choice, response_format)
         return await self._serve(chat_messages, (messages,), options)
 
     completion = complete  # spoon_ai's name
@@ -199,6 +212,9 @@ class LLMManager(ManagerControls):
         temperature: float | None = None,
         max_tokens: int | None = None,
         provider: str | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str = "auto",
+        response_format: Any = None,
         max_cost: float | Decimal | None = None,
         budget: Budget | Sequence[Budget] | None = None,
     ) -> ChunkStream:
@@ -211,7 +227,8 @@ class LLMManager(ManagerControls):
         mode = check_mid_stream(mid_stream, self._config.routing.mid_stream)
         state = StreamCall(callbacks or (), mode, check_first_token_timeout(first_token_timeout))
         options = call_options(temperature, max_tokens, force_model, None, None, None, False,
-                               None if provider is None else self._only(provider), max_cost, budget)
+                               None if provider is None else self._only(provider), max_cost, budget, tools,
+                               tool_choice, response_format)
         if isinstance(prompt_or_messages, str):
             build, args = prompt_messages, (prompt_or_messages, system_prompt)
         else:
@@ -309,7 +326,8 @@ class LLMManager(ManagerControls):
         # shared across processes: the key also names the models and routing (another fleet member's
         # configuration may differ), not only this manager's version counter
         version: object = self._version if shared is None else f"{self._config_digest()}:{self._version}"
-        key = cache_key(call.messages, o.temperature, o.max_tokens, o.force_model, version)  # type: ignore[arg-type]
+        key = cache_key(call.messages, o.temperature, o.max_tokens, o.force_model, version,  # type: ignore[arg-type]
+                        call.tools, o.tool_choice, o.response_format)
         hit = self._cache.get(key)
         if hit is None and shared is not None:
             hit = await shared.get(key)
@@ -408,6 +426,8 @@ class LLMManager(ManagerControls):
         defaults, clock, until, stats = self._config.defaults, self._clock, call.until, self._stats
         ring = self._targets.keys
         stream = call.stream
+        needs = call.needs  # what the call asks beyond text (None: nothing): checked against each target
+        # A tool history written on another wire is rewritten for this one by its provider (`history.for_wire`).
         request = ProviderRequest(
             messages=call.messages if stream is None else stream.messages(call.messages, spec.provider),
             model=spec.model,
@@ -416,6 +436,9 @@ class LLMManager(ManagerControls):
             seed=spec.seed,
             options=spec.options,
         )
+        if call.tools or call.schema is not None:  # apart: passing the defaults would cost every plain call
+            request = replace(request, tools=call.tools, tool_choice=call.options.tool_choice,
+                              response_format=call.schema)
         timeout = spec.timeout or defaults.timeout
         load_timeout = first_set(spec.load_timeout, defaults.load_timeout)
         if load_timeout is not None and not loads_models(spec):
@@ -429,6 +452,9 @@ class LLMManager(ManagerControls):
             else:  # it may have changed since the model was picked
                 block = target.unavailable(ring, clock) or self._spending.static_skip(
                     spec, call.prompt_tokens, request.max_tokens, call.spend)
+                if block is None and needs is not None:  # a call this model cannot serve: tools, images, a schema
+                    lacks = capability_skip(spec, needs)
+                    block = None if lacks is None else (lacks, None)
             if block is None and (call.spend is not None or spec.rpm or spec.tpm):
                 block = await self._spending.admit(call, spec, call.prompt_tokens, request.max_tokens, clock)
             if block is not None:
@@ -483,13 +509,18 @@ class LLMManager(ManagerControls):
                 usage, cost = self._bill(spec, reply, call)
                 if call.spend is not None or call.rate_ticket is not None:
                     await Spending.paid(call, usage, cost)
-                reason = None
-                if call.validator is not None:
-                    reason = await judge(call.validator, self._result(spec, reply, call))
+                parsed = reason = None
+                if call.tools or call.schema is not None:
+                    parsed, reason = output_problem(reply.content, reply.tool_calls, call.tools,
+                                                    call.options.response_format)
+                if reason is None and call.validator is not None:
+                    reason = await judge(call.validator, self._result(spec, reply, call, parsed))
                 if reason is None:
                     self._record(call, spec, target, env, "success", latency, usage=usage, cost=cost)
-                    return self._result(spec, reply, call)
+                    return self._result(spec, reply, call, parsed)
                 self._record(call, spec, target, env, "rejected", latency, reason, usage, cost)
+                if stream is not None and stream.started:  # what it yielded was turned down
+                    await stream.reset()
                 if reasks >= call.validation_retries:
                     return None
                 reasks += 1
@@ -586,8 +617,8 @@ class LLMManager(ManagerControls):
         call.pay(usage, cost)
         return usage, cost
 
-    def _result(self, spec: ModelSpec, reply: ProviderReply, call: CallState) -> LLMResult:
-        return LLMResult(
+    def _result(self, spec: ModelSpec, reply: ProviderReply, call: CallState, parsed: Any = None) -> LLMResult:
+        result = LLMResult(
             content=reply.content if call.stream is None else call.stream.text,
             model_name=spec.name,
             provider=spec.provider,
@@ -599,6 +630,9 @@ class LLMManager(ManagerControls):
             attempts=call.attempts,
             warnings=call.warnings or [],
         )
+        if reply.tool_calls or parsed is not None:  # set apart: passing their defaults costs every call
+            result.tool_calls, result.parsed = list(reply.tool_calls), parsed
+        return result
 
     # -- lazily built pieces --------------------------------------------------------------------
 

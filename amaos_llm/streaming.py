@@ -259,13 +259,14 @@ class StreamCall:
     ) -> ProviderRequest:
         """After an attempt failed: before the first chunk, on as in `chat()`; after it, by
         `mid_stream`: fail raises `StreamInterrupted`; restart yields a reset chunk and goes on;
-        continue (text only) resumes from the partial text. The request for a same-model retry."""
+        continue (text only, no response_format) resumes from the partial text. The request for a same-model retry."""
         if self.started:
             if self.mid_stream == "fail":
                 await self.failed(error)
                 raise interrupted(call, "the stream was cut after its first chunk") from error
             self.interrupted = error
-            if self.mid_stream == "continue" and not self.tool_calls:
+            # a continuation is text glued onto text: with calls or a schema to fit, start over instead
+            if self.mid_stream == "continue" and not self.tool_calls and call.schema is None:
                 self.continued = True
                 return replace(request, messages=self.messages(call.messages, provider))
             await self.reset()

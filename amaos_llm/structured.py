@@ -1,15 +1,20 @@
 """Structured output: a `response_format` (a pydantic model class or an object JSON schema) as the
-schema a wire sends, and a reply's text checked against it."""
+schema a wire sends, and a reply checked against it (and against the call's tools) before the
+attempt loop accepts it."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from amaos_llm.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from amaos_llm.tools import Tool
+    from amaos_llm.types import ToolCall
 
 
 def response_schema(response_format: Any) -> dict[str, Any] | None:
@@ -44,3 +49,31 @@ def parse_output(text: str, response_format: Any) -> Any:
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {type(value).__name__}")
     return value
+
+
+MAX_PROBLEM = 300  # characters of a parse error kept in the reason (it is sent back to the model)
+
+
+def output_problem(
+    content: str, tool_calls: Sequence[ToolCall], tools: Sequence[Tool], response_format: Any
+) -> tuple[Any, str | None]:
+    """(the parsed instance, None) for a reply that fits the call, else (None, "invalid output: ...").
+
+    A reply fits when every tool call names a declared tool with an object of arguments, and, with
+    a `response_format` and no tool calls, its text parses into it. The reason is what the model is
+    told on the re-ask, so it names the culprit."""
+    declared = {t.name for t in tools}
+    for call in tool_calls:
+        if call.name not in declared:
+            offered = ", ".join(sorted(declared)) or "none"
+            return None, f"invalid output: tool {call.name!r} is not declared (tools: {offered})"
+        if call.invalid_arguments is not None:
+            return None, (f"invalid output: the arguments of tool {call.name!r} are not a JSON object: "
+                          f"{call.invalid_arguments[:MAX_PROBLEM]!r}")
+    if response_format is None or tool_calls:
+        return None, None
+    try:
+        return parse_output(content, response_format), None
+    except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError are ValueErrors
+        problem = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        return None, f"invalid output: {problem[:MAX_PROBLEM]}"

@@ -105,6 +105,17 @@ def call_request(call: Any, telemetry: Telemetry, stream: Any) -> CallRequest:
     return CallRequest(options.temperature, options.max_tokens, messages, stream is not None)
 
 
+def key_values(models: Iterable[Any]) -> list[str]:
+    """Every key the models (`ModelSpec`s) would send, for telemetry to scrub from what it exports."""
+    keys = []
+    for spec in models:
+        for env in spec.key_envs or ((None,) if spec.api_key is not None else ()):
+            secret = spec.resolve_key(env)
+            if secret is not None:
+                keys.append(secret.get_secret_value())
+    return keys
+
+
 def provider_name(provider: str) -> str:
     return PROVIDER_NAMES.get(provider, provider)
 
@@ -571,17 +582,6 @@ class GraphTelemetry:
                 return result
 
         return traced
-
-
-def key_values(models: Sequence[Any]) -> list[str]:
-    """Every key the models would send, for a recorder to scrub from what it exports."""
-    keys = []
-    for spec in models:
-        for env in spec.key_envs or ((None,) if spec.api_key is not None else ()):
-            secret = spec.resolve_key(env)
-            if secret is not None:
-                keys.append(secret.get_secret_value())
-    return keys
 
 
 def settled(call: Any, result: Any, error: BaseException | None, models: Mapping[str, Any]) -> None:

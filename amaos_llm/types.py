@@ -153,11 +153,14 @@ class LLMResult(BaseModel):
     usage: Usage
     cost: Cost | None
     latency: float
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # stop | length | tool_calls | content_filter
     attempts: list[Attempt] = Field(default_factory=list)
     cache_hit: bool = False  # served from the result cache: no model was called, usage and cost are 0
     saved_cost: Cost | None = None  # for a cache hit, what the original answer cost
     warnings: list[str] = Field(default_factory=list)  # e.g. a parameter dropped by feature_fallback
+    tool_calls: list[ToolCall] = Field(default_factory=list)  # the tools the model asks to be run
+    # With `response_format`: the answer validated into it (the model's instance, or a dict for a schema).
+    parsed: Any = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

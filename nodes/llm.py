@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from amaos_llm import AllModelsFailed, ConfigError, LLMManager, LLMResult, Message, StreamInterrupted
+from amaos_llm import (
+    AllModelsFailed,
+    ConfigError,
+    LLMManager,
+    LLMResult,
+    Message,
+    StreamInterrupted,
+    ToolLoopLimit,
+    ToolRun,
+)
 from amaos_llm.inputs import MaxTokens, Temperature
 from nodes.base import Node, NodeConfig
 from nodes.messages import ResultMessage, TaskMessage
@@ -26,6 +36,12 @@ class LLMNodeConfig(NodeConfig):
     # gets one result. mid_stream: what a stream cut after its first chunk does (None: the YAML's).
     stream: bool = False
     mid_stream: Literal["fail", "restart", "continue"] | None = None
+    # Tools the model may call, as dicts (OpenAI's function shape or name/description/parameters):
+    # their calls come back in `data["tool_calls"]`. Functions given to the node are run instead.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str = "auto"  # auto | required | none | a tool's name
+    response_format: dict[str, Any] | None = None  # an object JSON schema; `data["parsed"]` holds the answer
+    max_tool_steps: int = Field(default=8, ge=1)  # with functions: model turns before giving up
     # manager: a pipeline's `managers:` entry, shared with the other nodes naming it (it replaces
     # config_path/local_only/enable_fallback). budget_usd: what this node may spend in one run,
     # every lap of a loop together.
@@ -49,6 +65,8 @@ class LLMManagerNode(Node):
     sends the chat). Per-task overrides in the payload (`system_prompt`, `temperature`,
     `max_tokens`, `force_model`) win over this node's config, which wins over the manager's
     defaults. `manager=` shares an existing manager (the node then does not close it).
+    `tools=[functions]` runs a tool loop (`LLMManager.run_tools`, up to `max_tool_steps`, not
+    streamed): the result is the final answer, with usage and cost of every step.
     """
 
     type_name = "llm_manager"
@@ -65,10 +83,20 @@ class LLMManagerNode(Node):
         config: Any = None,
         *,
         manager: LLMManager | None = None,
+        tools: Sequence[Callable[..., Any]] | None = None,
     ) -> None:
         super().__init__(id, name, config)
         self.manager = manager
         self._owns_manager = manager is None
+        self.tools = list(tools) if tools else None
+        if self.tools and self.config.tools:
+            raise ValueError(f"node {id!r}: give tools as functions or as config dicts, not both")
+        c = self.config
+        # only what is set, so that a plain node calls the manager exactly as before tools existed
+        self._tool_kw: dict[str, Any] = {k: v for k, v in (("tools", c.tools), ("response_format", c.response_format))
+                                         if v is not None}
+        if c.tool_choice != "auto":
+            self._tool_kw["tool_choice"] = c.tool_choice
 
     async def initialize(self) -> None:
         if self.manager is not None:
@@ -93,7 +121,14 @@ class LLMManagerNode(Node):
         max_tokens = payload.max_tokens if payload.max_tokens is not None else c.max_tokens
         force_model = payload.force_model if payload.force_model is not None else c.force_model
         system_prompt = payload.system_prompt if payload.system_prompt is not None else c.system_prompt
+        kw = self._tool_kw
+        if task.budget:  # the run's ledgers (and the node's own): every call below spends from them
+            kw = {**kw, "budget": task.budget}
         try:
+            if self.tools:
+                return await self._run_tools(task, manager, system_prompt, temperature=temperature,
+                                             max_tokens=max_tokens, force_model=force_model,
+                                             **({"budget": task.budget} if task.budget else {}))
             if not task.inputs and payload.messages:
                 messages = list(payload.messages)
                 if system_prompt is not None and messages[0].role != "system":
@@ -101,24 +136,41 @@ class LLMManagerNode(Node):
                 if c.stream:
                     result = await self._stream(task, manager.stream(
                         messages, temperature=temperature, max_tokens=max_tokens, force_model=force_model,
-                        mid_stream=c.mid_stream, budget=task.budget or None))
+                        mid_stream=c.mid_stream, **kw))
                 else:
                     result = await manager.chat(
-                        messages, temperature=temperature, max_tokens=max_tokens, force_model=force_model,
-                        budget=task.budget or None,
+                        messages, temperature=temperature, max_tokens=max_tokens, force_model=force_model, **kw
                     )
             elif c.stream:
                 result = await self._stream(task, manager.stream(
                     task.content, system_prompt=system_prompt, temperature=temperature, max_tokens=max_tokens,
-                    force_model=force_model, mid_stream=c.mid_stream, budget=task.budget or None))
+                    force_model=force_model, mid_stream=c.mid_stream, **kw))
             else:
                 result = await manager.complete(
                     task.content, system_prompt=system_prompt, temperature=temperature,
-                    max_tokens=max_tokens, force_model=force_model, budget=task.budget or None,
+                    max_tokens=max_tokens, force_model=force_model, **kw
                 )
         except (AllModelsFailed, StreamInterrupted) as exc:
             return task.reply(error=str(exc), attempts=tuple(exc.attempts))
         return _result_message(task, result)
+
+    async def _run_tools(self, task: TaskMessage, manager: LLMManager, system_prompt: str | None,
+                         **kw: Any) -> ResultMessage:
+        c = self.config
+        if not task.inputs and task.payload.messages:
+            messages = list(task.payload.messages)
+        else:
+            messages = [Message(role="user", content=task.content)]
+        if system_prompt is not None and messages[0].role != "system":
+            messages.insert(0, Message(role="system", content=system_prompt))
+        if c.response_format is not None:
+            kw["response_format"] = c.response_format
+        try:
+            run = await manager.run_tools(messages, self.tools or [], max_steps=c.max_tool_steps,
+                                          tool_choice=c.tool_choice, **kw)
+        except ToolLoopLimit as exc:
+            return task.reply(error=str(exc), attempts=tuple(a for step in exc.steps for a in step.attempts))
+        return _run_message(task, run)
 
     async def _stream(self, task: TaskMessage, stream: Any) -> LLMResult:
         """Consume a stream, telling observers of each piece; the final result."""
@@ -151,5 +203,23 @@ def _result_message(task: TaskMessage, result: LLMResult) -> ResultMessage:
         cost=result.cost,
         latency=result.latency,
         attempts=tuple(result.attempts),
-        data={"model": result.model, "finish_reason": result.finish_reason},
+        data={"model": result.model, "finish_reason": result.finish_reason,
+              "tool_calls": [call.model_dump(mode="json") for call in result.tool_calls], "parsed": result.parsed},
+    )
+
+
+def _run_message(task: TaskMessage, run: ToolRun) -> ResultMessage:
+    """A tool loop's result: the last step's answer, usage and cost of all steps, every call made."""
+    last = run.steps[-1]
+    return task.reply(
+        run.content,
+        model_name=last.model_name,
+        provider=last.provider,
+        usage=run.usage,
+        cost=run.cost,
+        latency=sum(step.latency for step in run.steps),
+        attempts=tuple(a for step in run.steps for a in step.attempts),
+        data={"model": last.model, "finish_reason": last.finish_reason, "steps": len(run.steps),
+              "tool_calls": [call.model_dump(mode="json") for step in run.steps for call in step.tool_calls],
+              "parsed": last.parsed},
     )

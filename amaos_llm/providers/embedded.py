@@ -106,6 +106,7 @@ class _Key:
     n_ctx: int
     n_threads: int
     n_parallel: int
+    mmproj: str | None = None  # the vision projector: with it, the model reads images
 
 
 class _Loaded:
@@ -141,6 +142,8 @@ def _load(key: _Key) -> Any:
     import xllamacpp  # require_pieces has checked it is there
     params = xllamacpp.CommonParams()
     params.model.path = key.path
+    if key.mmproj is not None:
+        params.mmproj.path = key.mmproj
     params.n_ctx = key.n_ctx
     params.n_parallel = key.n_parallel
     params.cpuparams.n_threads = key.n_threads
@@ -236,8 +239,14 @@ class EmbeddedProvider(Provider):
                 path = self.model_path()
                 check_model_file(path)
                 spec = self.spec
+                mmproj = None
+                if spec.mmproj_path is not None:
+                    mmproj_file = Path(spec.mmproj_path).expanduser()
+                    if not mmproj_file.is_file():  # llama.cpp would abort the process on it, not raise
+                        raise ModelLoadError(f"embedded mmproj file not found: {mmproj_file}")
+                    mmproj = str(mmproj_file.resolve())
                 key = _Key(str(path.resolve()), spec.n_ctx or 2048, spec.n_threads or os.cpu_count() or 1,
-                           spec.max_concurrency or 1)
+                           spec.max_concurrency or 1, mmproj)
                 self._server, self._key = _acquire(key), key
             return self._server
 

@@ -18,7 +18,7 @@ def test_amaos_llm_exports_exactly_the_documented_names() -> None:
         "LLMManager", "LLMResult", "Ledger", "MemoryStore", "Message", "ModelLoadError", "ModelNotFound",
         "ModelSpec", "ProviderConnectionError", "ProviderError", "ProviderTimeout", "RateLimitError", "Reservation",
         "RoutingConfig", "ServerError", "StateStore", "StateStoreError", "StreamCallbacks", "StreamInterrupted",
-        "TextPart", "Tool", "ToolCall", "Usage", "get_llm_manager", "set_llm_manager",
+        "TextPart", "Tool", "ToolCall", "ToolLoopLimit", "ToolRun", "Usage", "get_llm_manager", "set_llm_manager",
     ]
     assert all(hasattr(amaos_llm, name) for name in amaos_llm.__all__)
 

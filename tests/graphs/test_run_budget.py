@@ -187,3 +187,23 @@ async def test_a_streaming_node_spends_from_the_run_budget_too():
     assert run.outputs["llm"].content == "cheap"
     assert (run.results["llm"].attempts[0].error or "").startswith("over budget (run): worst case $")
     assert run.downgraded == ("llm",)
+
+
+async def test_a_tool_loop_node_spends_every_step_from_the_run_budget():
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    steps = iter([{"content": "", "tool_calls": [{"id": "c1", "name": "add", "arguments": {"a": 2, "b": 5}}]},
+                  {"content": "seven"}])
+
+    def scripted(messages: list[Message], **params: Any) -> dict[str, Any]:
+        return {"input_tokens": 1, "output_tokens": 10, **next(steps)}
+
+    m = manager()
+    m.register_model("m", scripted, **CHEAP)
+    o = GraphOrchestrator(budget_usd=10)
+    o.add_node(LLMManagerNode("llm", manager=m, tools=[add]))
+    run = await o.run("add 2 and 5")
+    assert run.outputs["llm"].content == "seven"
+    assert run.budget_remaining == 10 - 2 * REAL  # both steps were held to the run's ledger

@@ -185,3 +185,12 @@ async def test_a_prompt_longer_than_n_ctx_is_skipped_without_a_send() -> None:
     (attempt,) = info.value.attempts
     assert attempt.outcome == "skipped" and (attempt.error or "").startswith("context window: ~")
     assert stats["calls"] == 0
+
+
+async def test_a_missing_mmproj_file_is_a_load_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "mmproj.gguf"
+    spec = ModelSpec(name="vision", provider="embedded", mmproj_path=str(missing))
+    async with LLMManager(models=[spec]) as manager:
+        with pytest.raises(AllModelsFailed) as info:
+            await manager.complete("hi")
+    assert info.value.attempts[0].error == f"ModelLoadError: embedded mmproj file not found: {missing}"

@@ -45,7 +45,8 @@ class StreamCalls:
         until iterated. Routing, retries and fallback as in `chat()` until the first chunk; after
         it `mid_stream` (default `routing.mid_stream`) decides: fail, restart or continue.
         `first_token_timeout` bounds the wait for the first chunk (default: the model's, then
-        `defaults.first_token_timeout`, then `timeout`); `timeout` bounds each later gap."""
+        `defaults.first_token_timeout`, then `timeout`); `timeout` bounds each later gap.
+        `max_cost` and `budget` as in `complete()`."""
         mode = check_mid_stream(mid_stream, self._config.routing.mid_stream)
         state = StreamCall(callbacks or (), mode, check_first_token_timeout(first_token_timeout))
         options = call_options(temperature, max_tokens, force_model, None, None, None, False,

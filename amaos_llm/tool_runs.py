@@ -156,15 +156,17 @@ class ToolCalls:
         temperature: float | None = None,
         max_tokens: int | None = None,
         provider: str | None = None,
+        max_cost: Any = None,
+        budget: Any = None,
     ) -> LLMResult:
         """One model turn with `tools` (typed functions, dicts or `Tool`s) on offer: the answer, or
         the calls it asks for in `result.tool_calls` (`finish_reason` "tool_calls"). `tool_choice`:
         "auto", "required", "none" or a tool's name. A call of an undeclared tool, or with arguments
         that are not an object, is rejected and re-asked (`validation_retries`), then the next model
-        answers; `provider` as in `chat()`."""
+        answers; `provider`, `max_cost` and `budget` as in `chat()` (each step is held to them)."""
         return await self.chat(messages, provider, force_model=force_model, temperature=temperature,
                                max_tokens=max_tokens, tools=tools, tool_choice=tool_choice,
-                               response_format=response_format)
+                               response_format=response_format, max_cost=max_cost, budget=budget)
 
     async def run_tools(
         self, messages: Iterable[Any], tools: Sequence[Any], *, max_steps: int = 8, **chat_with_tools_kw: Any

@@ -163,7 +163,47 @@ def rows(r: Results) -> list[Row]:
         Row("6. Embedded", "model load (first call, 1 token), once per process",
             r.get("embedded", "ours", "load"), "raw xllamacpp", r.get("embedded", "raw", "load")),
     ]
-    return out + streaming_rows(r) + batch_rows(r)
+    return out + cost_rows(r) + streaming_rows(r) + batch_rows(r)
+
+
+def cost_rows(r: Results) -> list[Row]:
+    ours_cost, ours_ok = r.get("cost", "ours", "cost"), r.get("cost", "ours", "success_rate")
+    section = "7. Cost"
+    return [
+        Row(section, "workload cost (the fakes' ledgers): ours, local first, strategy: cost",
+            ours_cost, "always-best-cloud", r.get("cost", "best_cloud", "cost")),
+        Row(section, "workload cost", ours_cost, "always-cheapest-cloud", r.get("cost", "cheapest_cloud", "cost")),
+        Row(section, "workload cost", ours_cost, "LiteLLM cost-based-routing", r.get("cost", "litellm", "cost")),
+        Row(section, "workload cost", ours_cost, "LiteLLM, local priced 1e-12",
+            r.get("cost", "litellm_local_eps", "cost")),
+        Row(section, "success rate", ours_ok, "always-best-cloud", r.get("cost", "best_cloud", "success_rate"), True),
+        Row(section, "success rate", ours_ok, "LiteLLM cost-based-routing", r.get("cost", "litellm", "success_rate"),
+            True),
+        Row(section, "under a budget of 25 % of ours' spend: cost", r.get("cost", "ours_budget", "cost"),
+            "the budget", r.get("cost", "ours_budget", "budget")),
+        Row(section, "under a budget of 25 % of ours' spend: success rate",
+            r.get("cost", "ours_budget", "success_rate"), "", None, True),
+    ]
+
+
+def cost_targets(r: Results) -> list[Target]:
+    def get(side: str, name: str) -> float | None:
+        return _median(r.get("cost", side, name))
+
+    ours, best, lite = get("ours", "cost"), get("best_cloud", "cost"), get("litellm", "cost")
+    ours_ok, best_ok, lite_ok = get("ours", "success_rate"), get("best_cloud", "success_rate"), \
+        get("litellm", "success_rate")
+    return [
+        Target("cost saved against always-best-cloud", None if ours is None or not best else 100 * (1 - ours / best),
+               "%", 60, False),
+        Target("success rate, ours − always-best-cloud",
+               None if ours_ok is None or best_ok is None else ours_ok - best_ok, "pp", 0, False),
+        Target("cost, ours ÷ LiteLLM cost-based-routing", None if ours is None or not lite else ours / lite, "×", 1,
+               True),
+        Target("success rate, ours − LiteLLM", None if ours_ok is None or lite_ok is None else ours_ok - lite_ok,
+               "pp", 0, False),
+        Target("overspend under a budget", get("ours_budget", "overspend"), "USD", 0, True),
+    ]
 
 
 def batch_rows(r: Results) -> list[Row]:
@@ -257,6 +297,7 @@ def targets(r: Results) -> list[Target]:
         Target("embedded tokens/s, ours ÷ raw xllamacpp",
                _percent(r.get("embedded", "ours", "tokens_per_s"), r.get("embedded", "raw", "tokens_per_s")),
                "%", 90, False),
+        *cost_targets(r),
         *streaming_targets(r),
         *batch_targets(r),
     ]

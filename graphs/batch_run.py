@@ -28,7 +28,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from amaos_llm import ConfigError
+from amaos_llm import Budget, ConfigError
 from graphs.batch import (
     BadInput,
     BatchItem,
@@ -40,6 +40,7 @@ from graphs.batch import (
 )
 from graphs.executors import Executor, LocalExecutor
 from graphs.pipeline import Pipeline
+from graphs.results import RunResult
 
 
 class OnBadInput(str, Enum):
@@ -184,18 +185,23 @@ async def run_batch(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     executor: Executor | None = None,
     ordered: bool = True,
+    ledger: Budget | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
 ) -> BatchSummary:
     """Run `pipeline` on each input of `source`, writing records to `output` (None: stdout) with
     a progress bar and the running cost on stderr. `on_record` sees each record once it is written.
 
     `executor` runs the inputs (default: `LocalExecutor(concurrency)`, in this process); whichever
     it is, this function alone reads the inputs and writes the records, one per input, in input
-    order (`ordered`) or as they finish."""
+    order (`ordered`) or as they finish. `ledger` (a budget all the runs share, `run --budget`)
+    and `on_result` (each run's `RunResult`) need the runs in this process: the default executor."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if executor is None:
-        executor = LocalExecutor(concurrency)
+        executor = LocalExecutor(concurrency, ledger=ledger, on_result=on_result)
+    elif ledger is not None or on_result is not None:
+        raise ValueError("a shared budget and on_result need the runs in this process: the local executor")
     executor.check(pipeline)  # before the output is opened: a job that cannot start leaves it as it was
     orchestrator = pipeline.orchestrator
     shape = pipeline_record(pipeline.name, orchestrator.nodes.values(), orchestrator.edges)

@@ -8,6 +8,7 @@
     amaos-llm validate config/pipelines/triage.yaml --inputs tasks.jsonl
     amaos-llm graph config/pipelines/triage.yaml
     amaos-llm run config/pipelines/summarize.yaml --inputs tasks.jsonl --output out.jsonl --report report.html
+    amaos-llm run config/pipelines/summarize.yaml --inputs tasks.jsonl --output out.jsonl --budget 0.50
     amaos-llm report out.jsonl -o report.html
 
 Results go to stdout; errors and progress to stderr, each error once, in one line (add `--debug`
@@ -37,6 +38,7 @@ from rich.text import Text
 
 from amaos_llm import (
     AllModelsFailed,
+    Budget,
     ChunkStream,
     LLMConfig,
     LLMError,
@@ -49,6 +51,7 @@ from amaos_llm import (
 )
 from graphs.batch import check_inputs, llm_calls, pipeline_record, run_record
 from graphs.batch_run import BatchSummary, OnBadInput, run_batch
+from graphs.costs import CostTally, budget_line
 from graphs.errors import GraphError, RunFailed
 from graphs.model_check import check_models
 from graphs.pipeline import Pipeline, load_pipeline
@@ -175,6 +178,9 @@ def run(
         min=1, help="--executor ray: worker actors, each holding one copy of the pipeline [default: 1].")] = None,
     batch_size: Annotated[int | None, typer.Option(
         min=1, help="--executor ray: inputs sent to a worker at a time [default: 64].")] = None,
+    budget: Annotated[float | None, typer.Option(
+        "--budget", min=0, help="Cap the whole command's spend in USD (all runs of --inputs together); ends with "
+                                "cost tables by node and by model.")] = None,
     local_only: LocalOnly = False,
     config: ConfigPath = None,
     otel: Otel = False,
@@ -194,6 +200,9 @@ def run(
                                          ("--batch-size", batch_size)) if value is not None]
     if ray_only and executor is not ExecutorKind.ray:
         raise typer.BadParameter(f"{ray_only[0]} is an option of --executor ray")
+    if budget is not None and executor is ExecutorKind.ray:
+        # The command's ledger lives in this process; Ray workers would each spend it in full.
+        raise typer.BadParameter("--budget needs the runs in this process: --executor local")
     _configure_logging(log_level)
     with _errors_as_one_line(debug), _telemetry(otel):
         loaded = load_pipeline(pipeline, local_only=True if local_only else None, config_path=config)
@@ -201,8 +210,10 @@ def run(
         # With it, the report is read back from the file, so it is the page `amaos-llm report` makes.
         seen = RunReport() if report is not None and output is None else None
         on_record = seen.add if seen is not None else None
+        ledger = None if budget is None else Budget(budget, scope="run")
+        tally = CostTally() if ledger is not None else None
         if input is not None:
-            ok = _run_interruptible(_run_one, loaded, input, output, on_record)
+            ok = _run_interruptible(_run_one, loaded, input, output, on_record, ledger, tally)
         elif inputs is not None:
             runner = None
             if executor is ExecutorKind.ray:
@@ -213,11 +224,13 @@ def run(
                                      config_path=str(config.resolve()) if config is not None else None)
             summary = _run_interruptible(
                 partial(run_batch, resume=resume, on_bad_input=on_bad_input, on_record=on_record, executor=runner,
-                        ordered=ordered),
+                        ordered=ordered, ledger=ledger, on_result=None if tally is None else tally.add),
                 loaded, inputs, output, concurrency,
             )
             _show_summary(summary, output)
             ok = summary.ok
+        if ledger is not None and tally is not None:
+            _show_costs(Console(stderr=inputs is not None), tally, ledger)
         if report is not None:
             if seen is None:
                 assert output is not None  # `seen` is made exactly when there is no output file
@@ -229,13 +242,16 @@ def run(
 
 
 async def _run_one(
-    pipeline: Pipeline, text: str, output: Path | None, on_record: Callable[[dict[str, Any]], None] | None = None
+    pipeline: Pipeline, text: str, output: Path | None, on_record: Callable[[dict[str, Any]], None] | None = None,
+    ledger: Budget | None = None, tally: CostTally | None = None,
 ) -> bool:
     async with pipeline:
         try:
-            result = await pipeline.run(text)
+            result = await pipeline.run(text, budget_usd=ledger)
         except RunFailed as exc:  # a fail_fast pipeline: show what finished
             result = exc.result
+    if tally is not None:
+        tally.add(result)
     _show_run(Console(), result)
     if output is not None or on_record is not None:
         o = pipeline.orchestrator
@@ -269,6 +285,13 @@ def _show_summary(summary: BatchSummary, output: Path | None) -> None:
         parts.append(f"{summary.resumed} already in {output}")
     parts.append(_tokens_cost(None, summary.cost))
     Console(stderr=True).print(Text(", ".join(parts), style="green" if summary.ok else "red"))
+
+
+def _show_costs(console: Console, tally: CostTally, ledger: Budget) -> None:
+    """`--budget`: the cost tables, then what the cap has left."""
+    for table in tally.tables():
+        console.print(table)
+    console.print(Text(budget_line(ledger)))
 
 
 def _show_run(console: Console, result: RunResult) -> None:

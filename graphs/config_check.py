@@ -70,11 +70,14 @@ def check_pipeline_models(doc: YamlDocument, pipeline: Pipeline, *, local_only: 
         if not isinstance(node, LLMManagerNode):
             continue
         c = node.config
-        if c.config_path not in checked:
-            checked[c.config_path] = check_model_config(c.config_path)
-        check = checked[c.config_path]
+        # A node naming a shared manager is configured by that `managers:` entry.
+        source = pipeline.manager_specs[c.manager] if c.manager is not None else c
+        if source.config_path not in checked:
+            checked[source.config_path] = check_model_config(source.config_path)
+        check = checked[source.config_path]
         # The node's local_only, else the file's, as the node's manager will decide.
-        if local_only or (c.local_only if c.local_only is not None else check.config.routing.local_only):
+        wanted = source.local_only
+        if local_only or (wanted if wanted is not None else check.config.routing.local_only):
             require_local(check)
         names = [m.name for m in check.config.models]
         if c.force_model is not None and c.force_model not in names:

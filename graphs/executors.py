@@ -18,16 +18,18 @@ from __future__ import annotations
 import ipaddress
 import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
+from amaos_llm import Budget
 from graphs.batch import BadInput, BatchItem, bad_input_record, parse_item, run_record
 from graphs.errors import GraphError, RunFailed
 from graphs.pipeline import Pipeline
+from graphs.results import RunResult
 from graphs.streaming import map_stream
 
 Entry = BatchItem | BadInput
@@ -67,9 +69,13 @@ class Executor(ABC):
 
 @dataclass
 class LocalExecutor(Executor):
-    """The runs in this process, `concurrency` at a time, on the pipeline as it is given."""
+    """The runs in this process, `concurrency` at a time, on the pipeline as it is given.
+    `ledger`: a budget every run spends from too (`run --budget`); `on_result` sees each run's
+    `RunResult` as it finishes (the CLI's cost tables)."""
 
     concurrency: int = 16
+    ledger: Budget | None = None
+    on_result: Callable[[RunResult], None] | None = None
 
     @asynccontextmanager
     async def records(
@@ -81,9 +87,11 @@ class LocalExecutor(Executor):
             if isinstance(entry, BadInput):
                 return entry, bad_input_record(entry)
             try:
-                result = await orchestrator.run(entry.payload, metadata=entry.metadata)
+                result = await orchestrator.run(entry.payload, metadata=entry.metadata, budget_usd=self.ledger)
             except RunFailed as exc:  # a fail_fast pipeline: its partial result is the record
                 result = exc.result
+            if self.on_result is not None:
+                self.on_result(result)
             return entry, run_record(result, entry.payload, entry.index, entry)
 
         async with pipeline, map_stream(entries, one, self.concurrency, ordered=ordered) as runs:
@@ -93,30 +101,45 @@ class LocalExecutor(Executor):
 def _shared_state_required(pipeline: Pipeline) -> str | None:
     """Why `pipeline` cannot run on several workers with process-local state, or None.
 
-    A budget or a rate limit held in each worker's memory would let every worker spend the whole
-    budget (N × the limit), the very bug this design exists to avoid. Neither budgets nor rate limits
-    exist on main yet (their issue is being built), so nothing can be configured that needs shared
-    state: this returns None. When they land, it answers e.g. "node 'llm': budget $5 needs
-    `state: {backend: redis}`" for a pipeline whose managers configure one on the memory backend."""
+    A manager's budget or a model's rpm/tpm held in each worker's memory would let every worker
+    spend the whole budget (N × the limit), the very bug budgets exist to avoid. Run and node
+    budgets (`settings.budget_usd`, a node's `budget_usd`) are per run, and a run stays in one
+    worker: they need nothing shared."""
+    for node_id, config, budget_usd in _model_configs(pipeline):
+        if config.state.backend != "memory":
+            continue
+        if budget_usd is not None:
+            return f"node {node_id!r}: its manager's budget ${budget_usd} needs `state: {{backend: redis}}`"
+        limited = next((m.name for m in config.models if m.enabled and (m.rpm or m.tpm)), None)
+        if limited is not None:
+            return f"node {node_id!r}: model {limited!r}'s rpm/tpm limits need `state: {{backend: redis}}`"
     return None
+
+
+def _model_configs(pipeline: Pipeline) -> Iterator[tuple[str, Any, Any]]:
+    """Each `llm_manager` node's model configuration, and its manager's budget (a shared
+    `managers:` entry's `budget_usd` wins over the file's)."""
+    from amaos_llm import LLMConfig
+    from nodes.llm import LLMManagerNode
+
+    for node in pipeline.orchestrator.nodes.values():
+        if not isinstance(node, LLMManagerNode):
+            continue
+        entry = pipeline.manager_specs.get(node.config.manager) if node.config.manager is not None else None
+        path = entry.config_path if entry is not None else node.config.config_path
+        config = LLMConfig.from_yaml(path) if path is not None else LLMConfig.default()
+        budget = entry.budget_usd if entry is not None and entry.budget_usd is not None else config.budget_usd
+        yield node.id, config, budget
 
 
 def _key_env_names(pipeline: Pipeline) -> list[str]:
     """The environment variables that hold the API keys of the models the pipeline's managers use
     (`api_key_env` of each), and `AMAOS_LLM_CONFIG`, which picks the config file of a manager
     given none."""
-    from amaos_llm import LLMConfig
     from amaos_llm.config import CONFIG_ENV
-    from nodes.llm import LLMManagerNode
 
     names = [CONFIG_ENV]
-    for node in pipeline.orchestrator.nodes.values():
-        if not isinstance(node, LLMManagerNode):
-            continue
-        if node.config.config_path is not None:
-            config = LLMConfig.from_yaml(node.config.config_path)
-        else:
-            config = LLMConfig.default()
+    for _, config, _ in _model_configs(pipeline):
         for spec in config.models:
             names.extend(spec.key_envs)
     return list(dict.fromkeys(names))

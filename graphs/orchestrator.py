@@ -18,12 +18,15 @@ import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
+from decimal import Decimal
 from types import MappingProxyType, TracebackType
 from typing import Any
 
 import anyio
 from pydantic import ValidationError
 
+from amaos_llm import Budget
+from amaos_llm.budget import money
 from amaos_llm.telemetry import GraphTelemetry
 from graphs.errors import RunFailed
 from graphs.events import Event, EventBus, Listener
@@ -35,6 +38,7 @@ from graphs.topology import Edge, Plan, Topology, When
 from nodes import Node, Payload, TaskMessage
 
 RunInput = str | Payload | Mapping[str, Any]
+RunBudget = float | int | Decimal | str | Budget | None
 
 
 class GraphOrchestrator:
@@ -45,6 +49,9 @@ class GraphOrchestrator:
     - `node_timeout`: seconds per task for nodes that set no `timeout` of their own
     - `fail_fast`: stop a run at its first failed node and raise `RunFailed`; otherwise failures
       are results, and the rest of the graph runs on
+    - `budget_usd`: what each run may spend, all its LLM calls together (None: no cap). A node
+      whose call no model fits gets an error result (`BudgetExceeded`), and the run goes on
+      unless `fail_fast`
     """
 
     def __init__(
@@ -54,10 +61,12 @@ class GraphOrchestrator:
         node_timeout: float | None = None,
         fail_fast: bool = False,
         name: str = "graph",
+        budget_usd: float | int | Decimal | str | None = None,
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1 (or None for no limit)")
         self.name = name
+        self.budget_usd: Decimal | None = None if budget_usd is None else money(budget_usd)
         self.max_concurrency, self.node_timeout, self.fail_fast = max_concurrency, node_timeout, fail_fast
         self.bus = EventBus()
         self._topology = Topology()
@@ -134,7 +143,8 @@ class GraphOrchestrator:
     # -- running ------------------------------------------------------------------------------
 
     def run(
-        self, inputs: RunInput, *, metadata: Mapping[str, Any] | None = None, fail_fast: bool | None = None
+        self, inputs: RunInput, *, metadata: Mapping[str, Any] | None = None, fail_fast: bool | None = None,
+        budget_usd: RunBudget = None,
     ) -> Coroutine[Any, Any, RunResult]:
         """Run the graph once: `result = await orchestrator.run(inputs)`.
 
@@ -142,30 +152,43 @@ class GraphOrchestrator:
         every root: a prompt string, a `Payload`, or its dict form (`prompt` or `messages`, plus
         `system_prompt`, `temperature`, `max_tokens`, `force_model`). A bad input raises
         `ValueError` or `TypeError` when awaited.
+
+        `budget_usd`: a number caps this run instead of the orchestrator's `budget_usd`; a
+        `Budget` is a ledger shared with other runs (all of them together stay within it), on top
+        of the orchestrator's per-run cap.
         """
         # A plain method handing back the run's own coroutine, not an `async def` awaiting it:
         # one frame less per run, and a thousand runs in flight hold a thousand frames.
         plan = self._plan or self.plan
         try:
             payloads = _payloads(plan, inputs)
-        except (TypeError, ValueError) as exc:
+            ledgers = self._ledgers(budget_usd) if budget_usd is not None or self.budget_usd is not None else ()
+        except (TypeError, ValueError) as exc:  # a ConfigError (a negative budget) is a ValueError
             return _raising(exc)
         run_id, run_metadata, settings = self._run_id(), dict(metadata) if metadata else {}, self._settings(fail_fast)
         if self._telemetry is not None:
-            return self._run_traced(self._telemetry, plan, payloads, run_id, run_metadata, settings)
+            return self._run_traced(self._telemetry, plan, payloads, run_id, run_metadata, settings, ledgers)
         if not self._initialized:
-            return self._initialized_first(plan, payloads, run_id, run_metadata, settings)
-        return execute(plan, payloads, run_id, run_metadata, settings)
+            return self._initialized_first(plan, payloads, run_id, run_metadata, settings, ledgers)
+        return execute(plan, payloads, run_id, run_metadata, settings, ledgers)
+
+    def _ledgers(self, budget_usd: RunBudget) -> tuple[Budget, ...]:
+        """A run's ledgers: its own cap first (a fresh one per run), then one shared by runs."""
+        shared = budget_usd if isinstance(budget_usd, Budget) else None
+        cap = self.budget_usd if budget_usd is None or shared is not None else money(budget_usd)
+        own = () if cap is None else (Budget(cap, scope="run"),)
+        return (*own, shared) if shared is not None else own
 
     async def _initialized_first(
-        self, plan: Plan, payloads: tuple[Payload, ...], run_id: str, metadata: dict[str, Any], settings: RunSettings
+        self, plan: Plan, payloads: tuple[Payload, ...], run_id: str, metadata: dict[str, Any], settings: RunSettings,
+        ledgers: tuple[Budget, ...],
     ) -> RunResult:
         await self._initialize_once()
-        return await execute(plan, payloads, run_id, metadata, settings)
+        return await execute(plan, payloads, run_id, metadata, settings, ledgers)
 
     async def _run_traced(
         self, telemetry: GraphTelemetry, plan: Plan, payloads: tuple[Payload, ...], run_id: str,
-        metadata: dict[str, Any], settings: RunSettings,
+        metadata: dict[str, Any], settings: RunSettings, ledgers: tuple[Budget, ...],
     ) -> RunResult:
         if not self._initialized:
             await self._initialize_once()
@@ -175,7 +198,7 @@ class GraphOrchestrator:
             self._traced = (plan, replace(plan, steps=steps))
         with telemetry.run(self.name, run_id) as span:
             try:
-                result = await execute(self._traced[1], payloads, run_id, metadata, settings)
+                result = await execute(self._traced[1], payloads, run_id, metadata, settings, ledgers)
             except RunFailed as exc:  # a fail_fast run: its partial totals, then the error as it was
                 telemetry.run_totals(span, exc.result)
                 raise
@@ -231,8 +254,9 @@ class GraphOrchestrator:
         async def one(payloads: tuple[Payload, ...]) -> RunResult:
             if not self._initialized:
                 await self._initialize_once()
+            ledgers = self._ledgers(None) if self.budget_usd is not None else ()
             try:
-                return await execute(plan, payloads, self._run_id(), {}, settings)
+                return await execute(plan, payloads, self._run_id(), {}, settings, ledgers)
             except RunFailed as exc:
                 return exc.result
 
@@ -245,11 +269,13 @@ class GraphOrchestrator:
         *,
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
         on_result: Callable[[int, RunResult], None] | None = None,
+        total_budget_usd: float | int | Decimal | str | Budget | None = None,
     ) -> list[RunResult]:
         """Run the graph once per input, at most `concurrency` runs at a time; results in input
         order, all kept (`iter_runs` streams them instead). `on_result(index, result)` is called
         as each run finishes. A `fail_fast` run that stops contributes its partial result
-        (`RunFailed.result`). A bad input fails before any run starts."""
+        (`RunFailed.result`). A bad input fails before any run starts. `total_budget_usd` caps
+        all the runs together (each still within the orchestrator's per-run `budget_usd`)."""
         items = list(inputs)
         if metadata is not None and len(metadata) != len(items):
             raise ValueError(f"{len(items)} inputs but {len(metadata)} metadata entries")
@@ -260,11 +286,16 @@ class GraphOrchestrator:
         if not self._initialized:
             await self._initialize_once()
         settings = self._settings(None)
+        shared: RunBudget = total_budget_usd
+        if shared is not None and not isinstance(shared, Budget):
+            shared = Budget(money(shared, "total_budget_usd"), scope="run")
+        budgeted = shared is not None or self.budget_usd is not None
 
         async def one(i: int) -> RunResult:
             try:
                 run_metadata = dict(metadata[i] or {}) if metadata else {}
-                return await execute(plan, payloads[i], self._run_id(), run_metadata, settings)
+                ledgers = self._ledgers(shared) if budgeted else ()
+                return await execute(plan, payloads[i], self._run_id(), run_metadata, settings, ledgers)
             except RunFailed as exc:
                 return exc.result
 

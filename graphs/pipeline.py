@@ -1,14 +1,21 @@
 """YAML pipelines: the same nodes and edges as code, written down.
 
     name: summarize
-    settings: {node_timeout: 120}            # optional: max_concurrency, node_timeout, fail_fast
+    settings: {node_timeout: 120}            # optional: max_concurrency, node_timeout, fail_fast, budget_usd
+    managers:                                # optional: managers shared by the nodes naming them
+      local: {config_path: ../model_priority.yaml, local_only: true, budget_usd: 5}
     nodes:
       - {id: prompt, type: prompt_template, config: {template: "Summarise in one line: {input}"}}
-      - {id: llm, type: llm_manager, config: {config_path: ../model_priority.yaml, local_only: true}}
+      - {id: llm, type: llm_manager, config: {manager: local, budget_usd: 0.05}}
       - {id: out, type: output}
     edges:
       - {from: prompt, to: llm}
       - {from: llm, to: out, when: {field: error, is_null: true}}   # see nodes.conditions
+
+`settings.budget_usd` caps what each run spends; a node's `budget_usd` caps its own spend per run.
+A `managers:` entry is one `LLMManager` (its budget, stats, breakers and rate limits), shared by
+the `llm_manager` nodes that name it, opened and closed with the pipeline; a node naming one sets
+no `config_path`/`local_only`/`enable_fallback` of its own.
 
 Read with the safe loader; a `type` resolves only through `nodes.registry` (built-ins and
 `amaos.nodes` entry points), never as an import path. Relative paths in node configs are relative
@@ -25,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from amaos_llm import ConfigError
+from amaos_llm import ConfigError, LLMManager
 from amaos_llm.yaml_source import YamlDocument, config_error, format_loc, load_yaml
 from graphs.errors import TopologyError
 from graphs.orchestrator import GraphOrchestrator, RunInput
@@ -66,6 +73,25 @@ class PipelineSettings(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1)
     node_timeout: float | None = Field(default=None, gt=0)
     fail_fast: bool = False
+    budget_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)  # each run's cap
+
+
+class ManagerSpec(BaseModel):
+    """A `managers:` entry: one `LLMManager` the nodes naming it share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config_path: str | None = None  # a model_priority.yaml; None: $AMAOS_LLM_CONFIG or the packaged one
+    local_only: bool | None = None
+    enable_fallback: bool | None = None
+    budget_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)  # for the manager's life
+
+    def build(self) -> LLMManager:
+        options: dict[str, Any] = {"local_only": self.local_only, "enable_fallback": self.enable_fallback,
+                                   "budget_usd": self.budget_usd}
+        if self.config_path is not None:
+            return LLMManager.from_yaml(Path(self.config_path).expanduser(), **options)
+        return LLMManager(**options)
 
 
 class PipelineSpec(BaseModel):
@@ -74,6 +100,7 @@ class PipelineSpec(BaseModel):
     name: str = Field(min_length=1)
     description: str | None = None
     settings: PipelineSettings = Field(default_factory=PipelineSettings)
+    managers: dict[str, ManagerSpec] = Field(default_factory=dict)
     nodes: list[NodeSpec] = Field(min_length=1)
     edges: list[EdgeSpec] = Field(default_factory=list)
 
@@ -83,12 +110,17 @@ class Pipeline:
 
     def __init__(
         self, orchestrator: GraphOrchestrator, *, name: str | None = None, description: str | None = None,
-        path: str | Path | None = None,
+        path: str | Path | None = None, managers: Mapping[str, tuple[ManagerSpec, LLMManager]] | None = None,
     ) -> None:
         self.orchestrator = orchestrator
         self.name = name or orchestrator.name
         self.description = description
         self.path = Path(path) if path is not None else None
+        # The `managers:` entries: what each was built from (written back by `to_spec`) and the
+        # manager its nodes share. The pipeline owns them: its nodes only borrow them.
+        self.manager_specs: dict[str, ManagerSpec] = {k: spec for k, (spec, _) in (managers or {}).items()}
+        self.managers: dict[str, LLMManager] = {k: manager for k, (_, manager) in (managers or {}).items()}
+        self._closed = False
 
     @classmethod
     def from_yaml(
@@ -115,11 +147,14 @@ class Pipeline:
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         s = spec.settings
         orchestrator = GraphOrchestrator(
-            max_concurrency=s.max_concurrency, node_timeout=s.node_timeout, fail_fast=s.fail_fast, name=spec.name
+            max_concurrency=s.max_concurrency, node_timeout=s.node_timeout, fail_fast=s.fail_fast, name=spec.name,
+            budget_usd=s.budget_usd,
         )
         where = _Where(doc)
+        managers = {name: _build_manager(entry, base, llm_overrides or {}, where.at(("managers", name)))
+                    for name, entry in spec.managers.items()}
         for i, node_spec in enumerate(spec.nodes):
-            node = _build_node(node_spec, base, llm_overrides or {}, where.at(("nodes", i)))
+            node = _build_node(node_spec, base, llm_overrides or {}, where.at(("nodes", i)), managers)
             try:
                 orchestrator.add_node(node)
             except TopologyError as exc:
@@ -131,14 +166,18 @@ class Pipeline:
             except TopologyError as exc:
                 raise where.error(("edges", i, exc.field or "to"), str(exc)) from None
         return cls(orchestrator, name=spec.name, description=spec.description,
-                   path=doc.path if doc is not None else None)
+                   path=doc.path if doc is not None else None, managers=managers)
 
     # -- running ------------------------------------------------------------------------------
 
     async def run(self, inputs: RunInput, **kwargs: Any) -> RunResult:
+        if self._closed:
+            await self.initialize()
         return await self.orchestrator.run(inputs, **kwargs)
 
     async def run_many(self, inputs: Iterable[RunInput], concurrency: int = 16, **kwargs: Any) -> list[RunResult]:
+        if self._closed:
+            await self.initialize()
         return await self.orchestrator.run_many(inputs, concurrency, **kwargs)
 
     def iter_runs(
@@ -148,10 +187,28 @@ class Pipeline:
         return self.orchestrator.iter_runs(inputs, concurrency, **kwargs)
 
     async def initialize(self) -> None:
+        """Open the shared managers (again, after `aclose`: their stats and budgets are kept), then
+        initialize the nodes."""
+        for manager in self.managers.values():
+            await manager.__aenter__()
+        self._closed = False
         await self.orchestrator.initialize()
 
     async def aclose(self) -> None:
-        await self.orchestrator.aclose()
+        """Close the nodes, then the shared managers; the first error is raised once all are closed."""
+        self._closed = True
+        errors: list[BaseException] = []
+        try:
+            await self.orchestrator.aclose()
+        except Exception as exc:  # noqa: BLE001 - the managers still close; re-raised below
+            errors.append(exc)
+        for manager in self.managers.values():
+            try:
+                await manager.aclose()
+            except Exception as exc:  # noqa: BLE001 - keep closing the others, then re-raise
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     async def __aenter__(self) -> Pipeline:
         await self.initialize()
@@ -170,10 +227,13 @@ class Pipeline:
         spec: dict[str, Any] = {"name": self.name}
         if self.description:
             spec["description"] = self.description
+        budget = None if o.budget_usd is None else float(o.budget_usd)
         settings = PipelineSettings(max_concurrency=o.max_concurrency, node_timeout=o.node_timeout,
-                                    fail_fast=o.fail_fast).model_dump(exclude_defaults=True)
+                                    fail_fast=o.fail_fast, budget_usd=budget).model_dump(exclude_defaults=True)
         if settings:
             spec["settings"] = settings
+        if self.manager_specs:
+            spec["managers"] = {name: _manager_spec(entry, relative_to) for name, entry in self.manager_specs.items()}
         spec["nodes"] = [_node_spec(node, relative_to) for node in o.nodes.values()]
         spec["edges"] = [_edge_spec(edge) for edge in o.edges]
         return spec
@@ -245,12 +305,48 @@ class _Where:
         return config_error(exc, model, self.doc, prefix=self.prefix)
 
 
-def _build_node(spec: NodeSpec, base: Path, llm_overrides: Mapping[str, Any], where: _Where) -> Node:
+def _build_manager(
+    entry: ManagerSpec, base: Path, llm_overrides: Mapping[str, Any], where: _Where
+) -> tuple[ManagerSpec, LLMManager]:
+    """A `managers:` entry: its paths resolved, the CLI's overrides applied, its manager built."""
+    path = entry.config_path
+    if path is not None and "config_path" not in llm_overrides:
+        if not Path(path).expanduser().is_absolute():
+            path = os.path.abspath(base / path)
+        problem = _unreadable(path)
+        if problem is not None:
+            raise where.error(("config_path",), f"cannot read file {path}: {problem}")
+    entry = entry.model_copy(update={"config_path": path, **llm_overrides})
+    return entry, entry.build()
+
+
+def _shared_manager(
+    spec: NodeSpec, managers: Mapping[str, tuple[ManagerSpec, LLMManager]], where: _Where
+) -> LLMManager | None:
+    """The shared manager an `llm_manager` node names with `manager:`, or None if it names none."""
+    name = spec.config.get("manager") if spec.type == "llm_manager" else None
+    if name is None:
+        return None
+    if "config_path" in spec.config:
+        raise where.error(("config", "config_path"),
+                          f"`manager` and `config_path` together: set config_path on the `managers:` entry {name!r}")
+    if not isinstance(name, str) or name not in managers:
+        known = ", ".join(managers) or "(none: add a top-level `managers:` mapping)"
+        raise where.error(("config", "manager"), f"unknown manager {name!r}; known managers: {known}")
+    return managers[name][1]
+
+
+def _build_node(
+    spec: NodeSpec, base: Path, llm_overrides: Mapping[str, Any], where: _Where,
+    managers: Mapping[str, tuple[ManagerSpec, LLMManager]] | None = None,
+) -> Node:
     try:
         cls = node_class(spec.type)
     except ConfigError as exc:
         raise where.error(("type",), exc.reason) from None
-    overrides = llm_overrides if spec.type == "llm_manager" else {}
+    shared = _shared_manager(spec, managers or {}, where)
+    # The CLI's --local-only/--config reach a node that names a shared manager through that manager.
+    overrides = llm_overrides if spec.type == "llm_manager" and shared is None else {}
     try:
         config = cls.Config.model_validate({**spec.config, **overrides})
     except ValidationError as exc:
@@ -264,6 +360,8 @@ def _build_node(spec: NodeSpec, base: Path, llm_overrides: Mapping[str, Any], wh
         if problem is not None:
             raise where.error(("config", key), f"cannot read file {value}: {problem}")
     try:
+        if shared is not None:
+            return cls(spec.id, spec.name, config, manager=shared)  # type: ignore[call-arg]
         return cls(spec.id, spec.name, config)  # type: ignore[call-arg]
     except (ValueError, TypeError) as exc:  # ConfigError and TopologyError are ValueErrors
         raise where.error((), f"cannot build node {spec.id!r}: {exc}") from None
@@ -305,6 +403,14 @@ def _node_spec(node: Node, relative_to: str | Path | None) -> dict[str, Any]:
             if isinstance(value, str) and Path(value).is_absolute():
                 config[key] = Path(os.path.relpath(value, os.path.abspath(relative_to))).as_posix()
     return spec
+
+
+def _manager_spec(entry: ManagerSpec, relative_to: str | Path | None) -> dict[str, Any]:
+    data = entry.model_dump(exclude_none=True)
+    path = data.get("config_path")
+    if relative_to is not None and isinstance(path, str) and Path(path).is_absolute():
+        data["config_path"] = Path(os.path.relpath(path, os.path.abspath(relative_to))).as_posix()
+    return data
 
 
 def _edge_spec(edge: Any) -> dict[str, Any]:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from amaos_llm.types import Cost
 from nodes import ResultMessage
 from nodes.messages import ZERO_COST, ZERO_USAGE, assemble, blank_state
+
+if TYPE_CHECKING:
+    from amaos_llm import Attempt, Budget
+
+# How the manager's skip reasons for cost begin (amaos_llm.budget): a model passed over for them
+# before the one that answered makes the answer a downgrade.
+_COST_SKIPS = ("over budget", "over max_cost")
 
 
 class RunResult(BaseModel):
@@ -23,6 +30,10 @@ class RunResult(BaseModel):
       are not listed; their results say `upstream 'X' failed: ...`
     - `skipped`: nodes no message reached (their edges' conditions did not hold)
     - `total_cost`: the sum of the known costs; `unpriced` lists nodes whose model has no price
+    - `budget_usd`: the run's cap (its own, else one it shared with other runs), `budget_remaining`:
+      what the tightest of its ledgers had left at the end; both None for a run without a cap
+    - `downgraded`: nodes that answered after passing over a model for cost (an attempt skipped
+      `over budget (...)` or `over max_cost` before the answering one)
     """
 
     model_config = ConfigDict(frozen=True)
@@ -41,6 +52,9 @@ class RunResult(BaseModel):
     unpriced: tuple[str, ...]
     wall_time: float
     metadata: dict[str, Any]
+    budget_usd: Cost | None = None
+    budget_remaining: Cost | None = None
+    downgraded: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -61,6 +75,7 @@ class RunResult(BaseModel):
         errors: dict[str, str],
         wall_time: float,
         metadata: dict[str, Any],
+        ledgers: Sequence[Budget] = (),
     ) -> RunResult:
         """Totals computed once, here, from the trace."""
         results: dict[str, ResultMessage] = {}
@@ -68,6 +83,7 @@ class RunResult(BaseModel):
         unpriced: list[str] = []
         total_cost = ZERO_COST
         input_tokens = output_tokens = 0
+        downgraded: list[str] = []
         for r in trace:
             node_id = r.node_id
             usage = r.usage
@@ -86,6 +102,8 @@ class RunResult(BaseModel):
             results[node_id] = r
             if cost:
                 total_cost += cost
+            if r.attempts and r.error is None and node_id not in downgraded and answered_after_cost_skip(r.attempts):
+                downgraded.append(node_id)
         # Every value here is built from validated messages: skip re-validating them, and fill a
         # key-sharing state rather than passing keywords (this runs once per run).
         state = blank_state(cls)
@@ -103,4 +121,15 @@ class RunResult(BaseModel):
         state["unpriced"] = tuple(unpriced)
         state["wall_time"] = wall_time
         state["metadata"] = metadata
+        state["budget_usd"] = ledgers[0].limit if ledgers else None
+        state["budget_remaining"] = min(b.remaining for b in ledgers) if ledgers else None
+        state["downgraded"] = tuple(downgraded)
         return assemble(cls, state)
+
+
+def answered_after_cost_skip(attempts: Sequence[Attempt]) -> bool:
+    """Whether a model was skipped for cost before the attempt that answered (the last success)."""
+    answered = next((i for i in range(len(attempts) - 1, -1, -1) if attempts[i].outcome == "success"), None)
+    if answered is None:
+        return False
+    return any(a.outcome == "skipped" and (a.error or "").startswith(_COST_SKIPS) for a in attempts[:answered])

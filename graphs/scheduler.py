@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import anyio
 
+from amaos_llm import Budget
 from graphs.errors import RunFailed
 from graphs.events import Event, EventBus
 from graphs.results import RunResult
@@ -44,12 +45,16 @@ class _Stopped(Exception):
 
 
 def execute(
-    plan: Plan, payloads: tuple[Payload, ...], run_id: str, metadata: dict[str, Any], settings: RunSettings
+    plan: Plan, payloads: tuple[Payload, ...], run_id: str, metadata: dict[str, Any], settings: RunSettings,
+    ledgers: tuple[Budget, ...] = (),
 ) -> Coroutine[Any, Any, RunResult]:
     """The coroutine of one run. A plan that is one chain runs as that single coroutine (its
     `drive` ends the run): with a thousand runs in flight, a frame less each is a thousand objects
-    fewer for the garbage collector. Other plans drive their branches in a task group."""
-    run = _Run(plan, run_id, metadata, settings)
+    fewer for the garbage collector. Other plans drive their branches in a task group.
+
+    `ledgers`: the budgets every task of the run spends against (its own cap first, then any
+    shared by several runs); nodes with a `budget_usd` get one more, theirs for this run."""
+    run = _Run(plan, run_id, metadata, settings, ledgers)
     if plan.linear:
         return cast("Coroutine[Any, Any, RunResult]", run.drive(plan.roots[0], (), payloads[0], whole=True))
     return run.branches(payloads)
@@ -59,11 +64,13 @@ class _Run:
     """The state of one run. Plain lists indexed by node position: the hot loop does no hashing."""
 
     __slots__ = (
-        "direct", "errors", "fired", "inbox", "listeners", "metadata", "origin", "plan",
+        "direct", "errors", "fired", "inbox", "ledgers", "listeners", "metadata", "node_ledgers", "origin", "plan",
         "pending", "run_id", "settings", "steps", "stopped", "tg", "trace",
     )
 
-    def __init__(self, plan: Plan, run_id: str, metadata: dict[str, Any], settings: RunSettings) -> None:
+    def __init__(
+        self, plan: Plan, run_id: str, metadata: dict[str, Any], settings: RunSettings, ledgers: tuple[Budget, ...]
+    ) -> None:
         self.plan, self.steps = plan, plan.steps
         self.run_id, self.metadata, self.settings = run_id, metadata, settings
         self.listeners = settings.bus.listeners  # the live list: observers may join mid-run
@@ -79,6 +86,10 @@ class _Run:
         self.origin: dict[str, str] | None = None  # node that relayed a failure → node where it happened
         self.stopped: str | None = None  # fail_fast: the node that failed
         self.tg: TaskGroup | None = None
+        self.ledgers = ledgers
+        # Per node index, the ledgers its tasks carry; None when the run has no budget at all, so
+        # that an uncapped run builds its tasks exactly as before.
+        self.node_ledgers: dict[int, tuple[Budget, ...]] | None = {} if ledgers or plan.budgeted else None
 
     async def branches(self, payloads: tuple[Payload, ...]) -> RunResult:
         start = time.perf_counter()
@@ -91,7 +102,8 @@ class _Run:
     def result(self, start: float) -> RunResult:
         plan = self.plan
         result = RunResult.build(
-            self.run_id, self.trace, plan.leaves, plan.node_ids, self.errors, time.perf_counter() - start, self.metadata
+            self.run_id, self.trace, plan.leaves, plan.node_ids, self.errors, time.perf_counter() - start,
+            self.metadata, self.ledgers,
         )
         if self.stopped is not None:
             raise RunFailed(self.stopped, self.errors[self.stopped], result)
@@ -175,7 +187,23 @@ class _Run:
         self.fired[index] = n + 1
         node_id = step.node_id
         task_id = f"{self.run_id}:{node_id}" if not n else f"{self.run_id}:{node_id}#{n}"
-        return task_message(task_id, self.run_id, node_id, payload, inputs, self.metadata, n)
+        if self.node_ledgers is None:
+            return task_message(task_id, self.run_id, node_id, payload, inputs, self.metadata, n)
+        return task_message(task_id, self.run_id, node_id, payload, inputs, self.metadata, n, self.ledgers_for(step))
+
+    def ledgers_for(self, step: Step) -> tuple[Budget, ...]:
+        """The run's ledgers, plus the node's own for this run (made at its first task, kept
+        across the laps of a loop) when it sets `budget_usd`."""
+        assert self.node_ledgers is not None
+        ledgers = self.node_ledgers.get(step.index)
+        if ledgers is None:
+            if step.budget_usd is None:
+                ledgers = self.ledgers
+            else:
+                own = Budget(step.budget_usd, scope="node", key=f"run:{self.run_id}:{step.node_id}")
+                ledgers = (*self.ledgers, own)
+            self.node_ledgers[step.index] = ledgers
+        return ledgers
 
     def finish(
         self, step: Step, task: TaskMessage, inputs: tuple[ResultMessage, ...], result: ResultMessage

@@ -76,6 +76,7 @@ class Step:
     max_iterations: int | None = None
     accepts_errors: bool = False
     loop_body: tuple[LoopMember, ...] = ()  # for a loop head: the nodes to re-arm on each lap
+    budget_usd: float | None = None  # what the node may spend per run (an LLM node's `budget_usd`)
     # The one successor, when this node's only edge is unconditional into a node with no other
     # input: the run loop hands the result straight on (-1: take the general path).
     next_only: int = -1
@@ -89,6 +90,7 @@ class Plan:
     leaves: tuple[str, ...]
     node_ids: tuple[str, ...]
     linear: bool  # one chain, no loop: runs inline in the caller's task, no task group needed
+    budgeted: bool = False  # some node caps its own spend per run: every run keeps ledgers for its tasks
     # Per step, the arrays each run copies to count inputs still awaited and firings so far.
     n_inputs: array[int] = field(default_factory=lambda: array("q"))
     zeros: array[int] = field(default_factory=lambda: array("q"))
@@ -151,6 +153,7 @@ class Topology:
                 n_inputs=n_inputs[node_id], outs=tuple(outs[node_id]), timeout=node.timeout,
                 max_iterations=node.max_iterations, accepts_errors=node.accepts_errors,
                 loop_body=_loop_body(self.graph, node_id, back, index, slot_of),
+                budget_usd=getattr(node.config, "budget_usd", None),
             )
             for i, (node_id, node) in enumerate(self.nodes.items())
         )
@@ -163,7 +166,9 @@ class Topology:
         leaves = tuple(n for n in ids if self.graph.out_degree(n) == 0)
         linear = len(roots) == 1 and not back and all(len(s.outs) <= 1 for s in steps)
         n_inputs = array("q", [s.n_inputs for s in steps])
-        return Plan(steps, index, roots, leaves, tuple(ids), linear, n_inputs, array("q", bytes(8 * len(steps))))
+        budgeted = any(step.budget_usd is not None for step in steps)
+        return Plan(steps, index, roots, leaves, tuple(ids), linear, budgeted, n_inputs,
+                    array("q", bytes(8 * len(steps))))
 
 
 def _check_types(source: Node, target: Node) -> None:

@@ -6,9 +6,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from amaos_llm import AllModelsFailed, LLMManager, LLMResult, Message, StreamInterrupted, ToolLoopLimit, ToolRun
+from amaos_llm import (
+    AllModelsFailed,
+    ConfigError,
+    LLMManager,
+    LLMResult,
+    Message,
+    StreamInterrupted,
+    ToolLoopLimit,
+    ToolRun,
+)
 from amaos_llm.inputs import MaxTokens, Temperature
 from nodes.base import Node, NodeConfig
 from nodes.messages import ResultMessage, TaskMessage
@@ -33,6 +42,20 @@ class LLMNodeConfig(NodeConfig):
     tool_choice: str = "auto"  # auto | required | none | a tool's name
     response_format: dict[str, Any] | None = None  # an object JSON schema; `data["parsed"]` holds the answer
     max_tool_steps: int = Field(default=8, ge=1)  # with functions: model turns before giving up
+    # manager: a pipeline's `managers:` entry, shared with the other nodes naming it (it replaces
+    # config_path/local_only/enable_fallback). budget_usd: what this node may spend in one run,
+    # every lap of a loop together.
+    manager: str | None = Field(default=None, min_length=1)
+    budget_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_source_of_manager(self) -> LLMNodeConfig:
+        if self.manager is not None:
+            for key in ("config_path", "local_only", "enable_fallback"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"`manager` and `{key}` together: set {key} on the `managers:` "
+                                     f"entry {self.manager!r}")
+        return self
 
 
 class LLMManagerNode(Node):
@@ -79,6 +102,9 @@ class LLMManagerNode(Node):
         if self.manager is not None:
             return
         c = self.config
+        if c.manager is not None:
+            raise ConfigError(f"node {self.id!r} names manager {c.manager!r}: load it from a pipeline whose "
+                              "`managers:` has that entry, or pass manager=")
         if c.config_path is not None:
             self.manager = LLMManager.from_yaml(
                 Path(c.config_path).expanduser(), local_only=c.local_only, enable_fallback=c.enable_fallback
@@ -96,10 +122,13 @@ class LLMManagerNode(Node):
         force_model = payload.force_model if payload.force_model is not None else c.force_model
         system_prompt = payload.system_prompt if payload.system_prompt is not None else c.system_prompt
         kw = self._tool_kw
+        if task.budget:  # the run's ledgers (and the node's own): every call below spends from them
+            kw = {**kw, "budget": task.budget}
         try:
             if self.tools:
                 return await self._run_tools(task, manager, system_prompt, temperature=temperature,
-                                             max_tokens=max_tokens, force_model=force_model)
+                                             max_tokens=max_tokens, force_model=force_model,
+                                             **({"budget": task.budget} if task.budget else {}))
             if not task.inputs and payload.messages:
                 messages = list(payload.messages)
                 if system_prompt is not None and messages[0].role != "system":

@@ -120,6 +120,10 @@ class TaskMessage(BaseModel):
     inputs: tuple[ResultMessage, ...] = ()
     metadata: dict[str, Any] = Field(default_factory=dict)
     iteration: int = 0  # > 0 when a loop brought the task back to this node
+    # The run's ledgers (`amaos_llm.Budget`s: the run's cap, the node's own cap for this run, a
+    # cap shared by several runs) that an LLM node passes to its manager as `budget=`. Live
+    # objects, not data: left out of dumps and reprs.
+    budget: tuple[Any, ...] = Field(default=(), exclude=True, repr=False)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -158,7 +162,7 @@ class TaskMessage(BaseModel):
 
 def task_message(
     task_id: str, run_id: str, node_id: str, payload: Payload, inputs: tuple[ResultMessage, ...],
-    metadata: dict[str, Any], iteration: int,
+    metadata: dict[str, Any], iteration: int, budget: tuple[Any, ...] = (),
 ) -> TaskMessage:
     """A `TaskMessage` from valid values, unvalidated: the orchestrator builds one per node step."""
     state = _TASK_STATE.copy()
@@ -169,6 +173,9 @@ def task_message(
     state["inputs"] = inputs
     state["metadata"] = metadata
     state["iteration"] = iteration
+    if budget:  # the prototype holds the empty default: nothing to set for a run without a cap
+        state["budget"] = budget
+        return _instance(TaskMessage, state, _BUDGETED_TASK_FIELDS)
     return _instance(TaskMessage, state, _TASK_FIELDS)
 
 
@@ -265,7 +272,8 @@ _DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], tuple[str, ...]]] = {}
 _FIELDS_SET: dict[tuple[type[BaseModel], tuple[str, ...]], set[str]] = {}
 _ALL_FIELDS: dict[type[BaseModel], set[str]] = {}
 _TASK_STATE = _defaults_of(TaskMessage)[0]
-_TASK_FIELDS = set(TaskMessage.model_fields)
+_BUDGETED_TASK_FIELDS = set(TaskMessage.model_fields)
+_TASK_FIELDS = _BUDGETED_TASK_FIELDS - {"budget"}
 _REPLY_STATE = _defaults_of(ResultMessage)[0]
 _REPLY_FIELDS = {"task_id", "run_id", "node_id", "content"}
 _PROMPT_STATE = _defaults_of(Payload)[0]

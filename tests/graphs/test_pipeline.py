@@ -351,8 +351,10 @@ def test_examples_load_and_point_at_the_shipped_model_config(example):
     llm_nodes = [n for n in pipeline.orchestrator.nodes.values() if isinstance(n, LLMManagerNode)]
     assert llm_nodes
     for node in llm_nodes:
-        assert Path(node.config.config_path) == ROOT / "config" / "model_priority.yaml"
-        assert node.config.local_only is True
+        # A node naming a shared manager takes its configuration from that `managers:` entry.
+        source = pipeline.manager_specs[node.config.manager] if node.config.manager else node.config
+        assert Path(source.config_path) == ROOT / "config" / "model_priority.yaml"
+        assert source.local_only is True
 
 
 async def test_the_triage_example_fans_out_joins_and_routes(tmp_path):

@@ -1,20 +1,23 @@
 """What a manager's owner tunes and inspects besides the calls themselves: the models and the
-routing (fallback chain, load balancing, weights, registered functions), stats, and the health
-and status views (see `amaos_llm.health`); spoon_ai's names for them too.
+routing (fallback chain, load balancing, weights, registered functions), stats and the budget,
+estimates and batches, the health and status views (see `amaos_llm.health`), spoon_ai's names
+for them too; and the pieces the loop builds lazily (providers, the configuration's digest).
 
 `LLMManager` inherits these; they touch its state only through the attributes declared here.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from amaos_llm.balancing import Balancer, Load
-from amaos_llm.config import LLMConfig, ModelSpec
-from amaos_llm.errors import ModelNotFound
+from amaos_llm.config import LLMConfig, ModelSpec, first_set
+from amaos_llm.errors import ModelNotFound, ProviderError
 from amaos_llm.providers.callable import CallableProvider, ModelFunction
+from amaos_llm.providers.registry import provider_class
 from amaos_llm.selection import models_named
 
 if TYPE_CHECKING:
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from amaos_llm.health import Health
     from amaos_llm.pricing import PriceBook
     from amaos_llm.providers.base import Provider
-    from amaos_llm.resilience.targets import Targets
+    from amaos_llm.resilience.targets import Target, Targets
     from amaos_llm.spending import Spending
     from amaos_llm.stats import Stats
     from amaos_llm.tokens import Estimate
@@ -45,7 +48,7 @@ class ManagerControls:
     _version: int
     _spending: Spending
 
-    def _max_tokens(self, spec: ModelSpec, requested: int | None) -> int: ...
+    _closed: bool
 
     def get_stats(self) -> dict[str, Any]:
         """The counters (see `amaos_llm.stats`), and `budget`: limit, spent, reserved, remaining of
@@ -230,3 +233,27 @@ class ManagerControls:
         self._prices.forget(name)
         self._spending.forget(name)
         self._version += 1
+
+    # -- lazily built pieces ------------------------------------------------------------------
+
+    def _provider(self, target: Target, env: str | None) -> Provider:
+        """The target's provider for the key in `env` (its client is built on first use)."""
+        provider = target.providers.get(env)
+        if provider is None:
+            if self._closed:
+                raise ProviderError("the manager is closed")
+            spec = target.spec
+            if env is not None and len(target.keys) > 1:
+                spec = spec.model_copy(update={"api_key_env": env})  # the provider names the variable it uses
+            provider = target.providers[env] = provider_class(spec.provider)(spec, spec.resolve_key(env))
+        return provider
+
+    def _max_tokens(self, spec: ModelSpec, requested: int | None) -> int:
+        return first_set(requested, spec.max_tokens, self._config.defaults.max_tokens)
+
+    def _config_digest(self) -> str:
+        digest = self.__dict__.get("_digest")
+        if digest is None or digest[0] != self._version:
+            text = self.config.model_dump_json(exclude={"models": {"__all__": {"api_key"}}})
+            digest = self.__dict__["_digest"] = (self._version, hashlib.sha256(text.encode()).hexdigest()[:16])
+        return digest[1]  # type: ignore[no-any-return]

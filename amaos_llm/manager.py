@@ -8,7 +8,6 @@ caller cut it off).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
@@ -44,7 +43,6 @@ from amaos_llm.inputs import chat_messages, prompt_messages
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
 from amaos_llm.providers.callable import CallableProvider
-from amaos_llm.providers.registry import provider_class
 from amaos_llm.resilience import RetryPolicy
 from amaos_llm.resilience.guards import pause, retry_policy
 from amaos_llm.resilience.targets import Target, Targets, plan
@@ -304,13 +302,6 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
             await shared.put(key, stored)
         return result
 
-    def _config_digest(self) -> str:
-        digest = self.__dict__.get("_digest")
-        if digest is None or digest[0] != self._version:
-            text = self.config.model_dump_json(exclude={"models": {"__all__": {"api_key"}}})
-            digest = self.__dict__["_digest"] = (self._version, hashlib.sha256(text.encode()).hexdigest()[:16])
-        return digest[1]  # type: ignore[no-any-return]
-
     async def _route(self, call: CallState) -> LLMResult:
         stats, routing, force_model = self._stats, self._config.routing, call.options.force_model
         forced = None
@@ -563,19 +554,7 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
             result.tool_calls, result.parsed = list(reply.tool_calls), parsed
         return result
 
-    # -- lazily built pieces --------------------------------------------------------------------
-
-    def _provider(self, target: Target, env: str | None) -> Provider:
-        """The target's provider for the key in `env` (its client is built on first use)."""
-        provider = target.providers.get(env)
-        if provider is None:
-            if self._closed:
-                raise ProviderError("the manager is closed")
-            spec = target.spec
-            if env is not None and len(target.keys) > 1:
-                spec = spec.model_copy(update={"api_key_env": env})  # the provider names the variable it uses
-            provider = target.providers[env] = provider_class(spec.provider)(spec, spec.resolve_key(env))
-        return provider
+    # -- the loop's steps ----------------------------------------------------------------------
 
     def _gate(self, call: CallState, spec: ModelSpec, target: Target, max_tokens: int, resend: bool) -> Any:
         """Why this target cannot take the send now (a skip reason and when it lifts), or None. A
@@ -629,6 +608,3 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
             await Spending.paid(call, usage, cost)
         self._record(call, spec, target, env, outcome, latency, f"{type(error).__name__}: {error}", usage, cost, error)
         return rotate
-
-    def _max_tokens(self, spec: ModelSpec, requested: int | None) -> int:
-        return first_set(requested, spec.max_tokens, self._config.defaults.max_tokens)

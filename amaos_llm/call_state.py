@@ -72,7 +72,7 @@ class CallState:
     fell_back_from: str | None = None  # the first model given up on, for the one warning a fallback logs
     spend: CallSpend | None = None  # the call's budgets (None: none in force)
     rate_ticket: Any = None  # the rate limiter's count of the send in flight
-    prompt_tokens: int = 0  # estimated (tokens.prompt_tokens): orders by cost, checks windows and tpm
+    _prompt: int = -1  # `prompt()`, once asked
     tools: Sequence[Tool] = ()  # the call's tools, checked
     schema: dict[str, Any] | None = None  # the object JSON schema `response_format` stands for
     needs: Needs | None = None  # what it asks of a model beyond text (None: nothing)
@@ -106,12 +106,30 @@ class CallState:
         elif type(retries) is not int or retries < 0:
             raise InvalidRequest(f"validation_retries: must be an int >= 0, got {retries!r}")
         until = None if deadline is None else start + deadline
-        tools, schema = tool_inputs(options.tools, options.tool_choice, options.response_format)
-        needs = call_needs(messages, tools, options.tool_choice, schema)
+        tools: Any = ()
+        schema = None
+        if options.tools is not None or options.response_format is not None or options.tool_choice != "auto":
+            tools, schema = tool_inputs(options.tools, options.tool_choice, options.response_format)
+            needs = call_needs(messages, tools, options.tool_choice, schema)
+        else:  # a plain call: only its messages can ask for more than text (the scan inlined, as above)
+            needs = None
+            for m in messages:
+                if m.tool_calls or m.tool_call_id is not None or type(m.content) is not str:
+                    needs = call_needs(messages, tools, options.tool_choice, schema)
+                    break
         if needs is not None:
             check_history(messages)
         return cls(messages, options, start, until, check_validator(options.validator) or validator, retries,
                    tools=tools, schema=schema, needs=needs)
+
+    def prompt(self) -> int:
+        """The prompt's estimated tokens (`tokens.prompt_tokens`), counted on first use: only cost
+        ordering, context windows and tpm limits need it, and most calls meet none of them."""
+        if self._prompt < 0:
+            from amaos_llm.tokens import prompt_tokens
+
+            self._prompt = prompt_tokens(self.messages)
+        return self._prompt
 
     def pay(self, usage: Usage, cost: Decimal | None) -> None:
         if self.usage is None:

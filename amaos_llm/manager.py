@@ -58,8 +58,7 @@ from amaos_llm.streaming import (
     interrupted,
 )
 from amaos_llm.structured import output_problem
-from amaos_llm.telemetry import Telemetry, call_request, key_values, settled
-from amaos_llm.tokens import prompt_tokens as count_prompt_tokens
+from amaos_llm.telemetry import NO_TELEMETRY, Telemetry, call_request, key_values, settled
 from amaos_llm.tool_runs import ToolCalls
 from amaos_llm.types import Attempt, LLMResult, Message, Outcome, Usage
 from amaos_llm.validation import Validator, check_validator, judge, reask
@@ -245,7 +244,7 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
                 extra = options.budget
                 budgets = [] if extra is None else [extra] if isinstance(extra, Budget) else list(extra)
                 call.spend = self._spending.for_call(call.messages, options.max_cost, budgets)  # type: ignore[arg-type]
-            if self._telemetry:
+            if self._telemetry is not NO_TELEMETRY:
                 call.trace = self._telemetry.start_call("chat", call_request(call, self._telemetry, stream))
             if stream is None:
                 cached = self._config.cache.enabled if options.cache is None else options.cache
@@ -309,7 +308,6 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
             forced = self._models.get(force_model)
             if forced is None:
                 raise ModelNotFound(force_model, list(self._models))
-        call.prompt_tokens = prompt_tokens = count_prompt_tokens(call.messages)
         max_tokens = call.options.max_tokens
         waited = 0.0
         while True:
@@ -319,7 +317,7 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
             candidates = select_candidates(
                 models,
                 routing,
-                estimate=lambda s: self._prices.estimate(s, prompt_tokens, self._max_tokens(s, max_tokens)),
+                estimate=lambda s: self._prices.estimate(s, call.prompt(), self._max_tokens(s, max_tokens)),
                 has_key=ModelSpec.has_key,
                 unavailable=self._targets.unavailable,
                 force_model=forced,
@@ -396,7 +394,7 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
         while True:
             block = self._gate(call, spec, target, request.max_tokens, bool(retry or reasks or dropped))
             if block is None and (call.spend is not None or spec.rpm or spec.tpm):
-                block = await self._spending.admit(call, spec, call.prompt_tokens, request.max_tokens, clock)
+                block = await self._spending.admit(call, spec, call.prompt(), request.max_tokens, clock)
             if block is not None:
                 self._record(call, spec, target, None, "skipped", 0.0, block[0])
                 if block[1] is not None:
@@ -561,8 +559,9 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
         re-send waited out its own Retry-After: only a breaker that opened meanwhile stops it."""
         if resend:
             return ("circuit breaker open after repeated failures", None) if target.breaker.is_open() else None
-        block = target.unavailable(self._targets.keys, self._clock) or self._spending.static_skip(
-            spec, call.prompt_tokens, max_tokens, call.spend)
+        block = target.unavailable(self._targets.keys, self._clock)
+        if block is None and (call.spend is not None or spec.name not in self._spending.unwindowed):
+            block = self._spending.static_skip(spec, call, max_tokens)
         if block is None and call.needs is not None:  # a call this model cannot serve: tools, images, a schema
             lacks = capability_skip(spec, call.needs)
             block = None if lacks is None else (lacks, None)

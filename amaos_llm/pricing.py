@@ -102,8 +102,10 @@ class Price:
         counts = (uncached, cache_read_tokens, cache_write_tokens, output_tokens, 1)
         total = _ZERO
         for term in self.terms:  # same operations, same order as genai-prices: equal to the last digit
-            rate = term.rate(input_tokens) if term.tiers else term.base
-            total += rate * counts[term.kind] / term.per
+            count = counts[term.kind]
+            if count:  # a term of 0 tokens adds 0: skipping it leaves the sum's value as it is
+                rate = term.rate(input_tokens) if term.tiers else term.base
+                total += rate * count / term.per
         return total
 
     def cost_of(self, usage: Usage) -> Decimal:

@@ -22,7 +22,19 @@ MAX_ERROR = 300  # characters of an unexpected exception's text kept in the atte
 
 async def send(provider: Provider, request: ProviderRequest, timeout: float) -> ProviderReply:
     """The provider call, within `timeout`; whatever it raises comes out as a `ProviderError`."""
-    return await within(provider.complete(request), timeout, provider)  # type: ignore[no-any-return]
+    loop = running_asyncio_loop()
+    if loop is None:  # trio
+        return await within(provider.complete(request), timeout, provider)  # type: ignore[no-any-return]
+    # asyncio inline (no helper coroutine): this is every call's path
+    try:
+        async with sys.modules["asyncio"].timeout_at(loop.time() + timeout):
+            return await provider.complete(request)
+    except ProviderError:
+        raise
+    except TimeoutError:  # our deadline, or a provider's own socket/SDK timeout
+        raise ProviderTimeout(f"no reply within {timeout:g} s") from None
+    except Exception as exc:  # an SDK failure no mapping knows: this model failed; fallback goes on
+        raise ProviderError(provider.redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR]) from exc
 
 
 async def within(awaitable: Awaitable[Any], timeout: float, provider: Provider) -> Any:

@@ -63,6 +63,7 @@ class Spending:
         self.reset(budget_usd)
         self.limits = RateLimits(clock)
         self._windows: dict[str, int | None] = {}
+        self.unwindowed: set[str] = set()  # models known to have no context window: nothing to check
 
     def reset(self, budget_usd: object | None) -> None:
         """A fresh manager budget (None: none). On a shared store the ledger's spending stays."""
@@ -71,6 +72,7 @@ class Spending:
 
     def forget(self, name: str) -> None:
         self._windows.pop(name, None)
+        self.unwindowed.discard(name)
         self.limits.forget(name)
 
     def for_call(self, messages: Sequence[Message], max_cost: object | None,
@@ -86,12 +88,17 @@ class Spending:
         window = self._windows.get(spec.name, _UNSET)
         if window is _UNSET:
             window = self._windows[spec.name] = context_window(spec)
+            if window is None:
+                self.unwindowed.add(spec.name)
         return window  # type: ignore[no-any-return]
 
-    def static_skip(self, spec: ModelSpec, prompt: int, max_tokens: int, spend: CallSpend | None) -> Skip | None:
+    def static_skip(self, spec: ModelSpec, call: CallState, max_tokens: int) -> Skip | None:
         """A model the call cannot use whatever happens elsewhere: its window is too small, or it
         has no price while a budget is in force."""
-        reason = window_skip_reason(prompt, max_tokens, self.window(spec))
+        window, spend = self.window(spec), call.spend
+        if window is None and spend is None:  # most models, most calls: nothing to count
+            return None
+        reason = None if window is None else window_skip_reason(call.prompt(), max_tokens, window)
         if reason is None and spend is not None and self.prices.price(spec) is None:
             reason = PRICE_UNKNOWN
         return None if reason is None else (reason, None)

@@ -13,9 +13,9 @@ the provider's next piece, not the time the caller takes to ask for the next chu
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -295,7 +295,7 @@ class StreamCall:
                         chunk: ProviderChunk = await within(source.__anext__(), waiting, provider)
                     else:  # asyncio, inline: a coroutine less per chunk (the per-chunk cost is the point)
                         try:
-                            async with asyncio.timeout_at(loop.time() + waiting):
+                            async with sys.modules["asyncio"].timeout_at(loop.time() + waiting):
                                 chunk = await source.__anext__()
                         except TimeoutError:
                             raise ProviderTimeout(f"no stream chunk within {waiting:g} s") from None

@@ -10,7 +10,7 @@ import secrets
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
 from amaos_llm.content import ImagePart, Part, TextPart
 
@@ -92,14 +92,14 @@ class Usage(BaseModel):
     cache_read_tokens: int = Field(default=0, ge=0)
     cache_write_tokens: int = Field(default=0, ge=0)
 
-    @model_validator(mode="after")
-    def _cache_inside_input(self) -> Usage:
+    def model_post_init(self, context: object, /) -> None:
+        # Here, not in a model validator: that would run again each time a result or an attempt
+        # takes this instance in (three times a call); this runs once, when counts are given.
         if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
             raise ValueError(
                 f"cache_read_tokens ({self.cache_read_tokens}) + cache_write_tokens ({self.cache_write_tokens}) "
                 f"are part of input_tokens ({self.input_tokens}) and cannot exceed it"
             )
-        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -208,6 +208,12 @@ def run_record(
     record["wall_time"] = round(run.wall_time, 6)
     record["finished_at"] = round(time.time(), 3)  # the report's cost-over-time axis
     record["llm"] = {node_id: _llm_entry(r) for node_id, r in llm_calls(run).items()}
+    if run.budget_usd is not None:  # the run's cap, as it stood when the run ended (the report shows the last)
+        remaining = run.budget_remaining if run.budget_remaining is not None else run.budget_usd
+        record["budget"] = {"limit": exact(run.budget_usd), "spent": exact(run.budget_usd - remaining),
+                            "remaining": exact(remaining)}
+    if run.downgraded:
+        record["downgraded"] = list(run.downgraded)
     if run.metadata:
         record["metadata"] = run.metadata
     return record

@@ -107,3 +107,18 @@ def test_budget_with_the_ray_executor_exits_2_the_ledger_lives_in_this_process(f
     assert result.exit_code == 2
     assert "--budget needs the runs in this process" in result.stderr
     assert openai_fake.requests == []
+
+
+def test_records_carry_the_budget_and_the_report_shows_it(files, tmp_path):
+    out, page = tmp_path / "out.jsonl", tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["run", str(files["pipeline"]), "--inputs", str(files["inputs"]),
+                                      "--concurrency", "1", "--budget", "5", "--output", str(out),
+                                      "--report", str(page)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    last = records[-1]["budget"]
+    spent = sum(D(r["cost_usd"]) for r in records)
+    assert (D(last["limit"]), D(last["spent"])) == (D(5), spent) and spent > 0
+    assert D(last["spent"]) + D(last["remaining"]) == D(5)
+    html = page.read_text()
+    assert 'id="budget"' in html and last["spent"] in html

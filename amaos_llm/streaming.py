@@ -17,6 +17,7 @@ import inspect
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -80,6 +81,45 @@ class _Emit:
 
     def __await__(self) -> Generator[Any, Any, None]:
         yield self
+
+
+class _Watchdog:
+    """One asyncio timeout for a whole streamed attempt, whose deadline the loop moves as chunks
+    arrive (a float store, where a timeout per chunk cost ~4 µs). Its timer checks the deadline
+    when it fires and arms again if it moved; while the caller holds a chunk (`paused`) it never
+    fires, and `resume()` starts the gap anew."""
+
+    __slots__ = ("_loop", "_gap", "deadline", "paused", "_cm", "_handle")
+
+    def __init__(self, loop: Any, first: float, gap: float) -> None:
+        self._loop, self._gap = loop, gap
+        self.deadline = loop.time() + first
+        self.paused = False
+        self._cm: Any = None
+        self._handle: Any = None
+
+    async def __aenter__(self) -> _Watchdog:
+        self._cm = sys.modules["asyncio"].timeout(None)
+        await self._cm.__aenter__()
+        self._handle = self._loop.call_at(self.deadline, self._check)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        self._handle.cancel()
+        return await self._cm.__aexit__(*exc)
+
+    def resume(self) -> None:
+        self.paused = False
+        self.deadline = self._loop.time() + self._gap
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if self.paused:
+            self._handle = self._loop.call_at(now + self._gap, self._check)
+        elif now < self.deadline:
+            self._handle = self._loop.call_at(self.deadline, self._check)
+        else:  # expired: the asyncio timeout cancels the task and raises TimeoutError at its exit
+            self._cm.reschedule(now)
 
 
 class _Abandoned(BaseException):
@@ -287,46 +327,64 @@ class StreamCall:
         source = provider.stream(request)
         waiting = first
         loop = running_asyncio_loop()
+        # asyncio: one timeout for the attempt, its deadline moved per chunk (a float, no timer work);
+        # trio: anyio's scope around each piece
+        watch = None if loop is None else _Watchdog(loop, first, gap)
         callbacks = self.callbacks
+        token_hooks = [h for h in (getattr(c, "on_token", None) for c in callbacks) if h is not None]
         try:
-            while True:
-                try:
-                    if loop is None:  # trio: anyio's scope, through the one-send helper
-                        chunk: ProviderChunk = await within(source.__anext__(), waiting, provider)
-                    else:  # asyncio, inline: a coroutine less per chunk (the per-chunk cost is the point)
-                        try:
-                            async with sys.modules["asyncio"].timeout_at(loop.time() + waiting):
-                                chunk = await source.__anext__()
-                        except TimeoutError:
-                            raise ProviderTimeout(f"no stream chunk within {waiting:g} s") from None
-                except StopAsyncIteration:
-                    break
-                except ProviderError as exc:
-                    exc.usage = usage  # type: ignore[attr-defined]
-                    raise
-                except Exception as exc:  # an SDK failure no mapping knows: this attempt failed, as in send()
-                    error = ProviderError(provider.redact(f"{type(exc).__name__}: {exc}")[:300])
-                    error.usage = usage  # type: ignore[attr-defined]
-                    raise error from exc
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                if chunk.finish_reason is not None:
-                    finish, model = chunk.finish_reason, chunk.model
-                text = chunk.text
-                if text:
+            async with watch if watch is not None else nullcontext():  # type: ignore[attr-defined]
+                while True:
+                    try:
+                        if watch is None:
+                            chunk: ProviderChunk = await within(source.__anext__(), waiting, provider)
+                        else:
+                            chunk = await source.__anext__()
+                            watch.deadline = loop.time() + waiting  # type: ignore[union-attr]
+                    except StopAsyncIteration:
+                        break
+                    except ProviderError as exc:
+                        exc.usage = usage  # type: ignore[attr-defined]
+                        raise
+                    except TimeoutError:
+                        raise  # the watchdog's, or the provider's own: a ProviderTimeout below
+                    except Exception as exc:  # an SDK failure no mapping knows: this attempt failed, as in send()
+                        error = ProviderError(provider.redact(f"{type(exc).__name__}: {exc}")[:300])
+                        error.usage = usage  # type: ignore[attr-defined]
+                        raise error from exc
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    if chunk.finish_reason is not None:
+                        finish, model = chunk.finish_reason, chunk.model
+                    text, call = chunk.text, chunk.tool_call
+                    if not (text or call is not None):
+                        continue
                     waiting = gap
-                    pieces.append(text)
-                    self.pieces.append(text)
-                    if callbacks:
-                        await fire(callbacks, "on_token", text)
-                    await _Emit(Chunk("text", text=text))
-                if chunk.tool_call is not None:
-                    waiting = gap
-                    calls.append(chunk.tool_call)
-                    self.tool_calls.append(chunk.tool_call)
-                    if callbacks:
-                        await fire(callbacks, "on_tool_call", chunk.tool_call)
-                    await _Emit(Chunk("tool_call", tool_call=chunk.tool_call))
+                    if watch is not None:
+                        watch.paused = True  # the caller's time between chunks is not the model's
+                    if text:
+                        pieces.append(text)
+                        self.pieces.append(text)
+                        for hook in token_hooks:  # inline, not `fire`: this runs for every chunk
+                            try:
+                                out = hook(text)
+                                if out is not None and inspect.isawaitable(out):
+                                    await out
+                            except Exception:  # a callback's bug must not break the stream
+                                log.exception("stream callback %r raised; ignored", hook)
+                        await _Emit(Chunk("text", text=text))
+                    if call is not None:
+                        calls.append(call)
+                        self.tool_calls.append(call)
+                        if callbacks:
+                            await fire(callbacks, "on_tool_call", call)
+                        await _Emit(Chunk("tool_call", tool_call=call))
+                    if watch is not None:
+                        watch.resume()
+        except TimeoutError:
+            error = ProviderTimeout(f"no stream chunk within {waiting:g} s")
+            error.usage = usage  # type: ignore[attr-defined]
+            raise error from None
         finally:
             await source.aclose()  # type: ignore[attr-defined]  # at once: the HTTP response goes with it
         if finish is None:

@@ -87,7 +87,7 @@ class _Watchdog:
     """One asyncio timeout for a whole streamed attempt, whose deadline the loop moves as chunks
     arrive (a float store, where a timeout per chunk cost ~4 µs). Its timer checks the deadline
     when it fires and arms again if it moved; while the caller holds a chunk (`paused`) it never
-    fires, and `resume()` starts the gap anew."""
+    fires, and the loop starts the gap anew when it gets the stream back."""
 
     __slots__ = ("_loop", "_gap", "deadline", "paused", "_cm", "_handle")
 
@@ -107,10 +107,6 @@ class _Watchdog:
     async def __aexit__(self, *exc: Any) -> Any:
         self._handle.cancel()
         return await self._cm.__aexit__(*exc)
-
-    def resume(self) -> None:
-        self.paused = False
-        self.deadline = self._loop.time() + self._gap
 
     def _check(self) -> None:
         now = self._loop.time()
@@ -319,7 +315,8 @@ class StreamCall:
         then each next piece within `gap`. The reply gathered from the pieces of this attempt (the
         text of a continue-mode resume is this attempt's continuation only). A failure carries
         what usage the wire had reported as `error.usage`."""
-        pieces: list[str] = []
+        pieces = self.pieces  # the stream's text since the last reset; this attempt's starts here
+        start = len(pieces)
         calls: list[Any] = []
         usage: Any = None  # the wire's latest report (StreamUsage)
         finish: str | None = None
@@ -340,7 +337,6 @@ class StreamCall:
                             chunk: ProviderChunk = await within(source.__anext__(), waiting, provider)
                         else:
                             chunk = await source.__anext__()
-                            watch.deadline = loop.time() + waiting  # type: ignore[union-attr]
                     except StopAsyncIteration:
                         break
                     except ProviderError as exc:
@@ -357,14 +353,15 @@ class StreamCall:
                     if chunk.finish_reason is not None:
                         finish, model = chunk.finish_reason, chunk.model
                     text, call = chunk.text, chunk.tool_call
-                    if not (text or call is not None):
+                    if not (text or call is not None):  # usage or the end: the gap starts again
+                        if watch is not None:
+                            watch.deadline = loop.time() + waiting  # type: ignore[union-attr]
                         continue
                     waiting = gap
                     if watch is not None:
                         watch.paused = True  # the caller's time between chunks is not the model's
                     if text:
                         pieces.append(text)
-                        self.pieces.append(text)
                         for hook in token_hooks:  # inline, not `fire`: this runs for every chunk
                             try:
                                 out = hook(text)
@@ -379,8 +376,9 @@ class StreamCall:
                         if callbacks:
                             await fire(callbacks, "on_tool_call", call)
                         await _Emit(Chunk("tool_call", tool_call=call))
-                    if watch is not None:
-                        watch.resume()
+                    if watch is not None:  # the caller asked for more: the gap starts now
+                        watch.paused = False
+                        watch.deadline = loop.time() + gap  # type: ignore[union-attr]
         except TimeoutError:
             error = ProviderTimeout(f"no stream chunk within {waiting:g} s")
             error.usage = usage  # type: ignore[attr-defined]
@@ -393,7 +391,7 @@ class StreamCall:
             error.usage = usage  # type: ignore[attr-defined]
             raise error
         u = usage or _NO_USAGE
-        return ProviderReply("".join(pieces), u.input_tokens, u.output_tokens, finish, model, tuple(calls),
+        return ProviderReply("".join(pieces[start:]), u.input_tokens, u.output_tokens, finish, model, tuple(calls),
                              u.cache_read_tokens, u.cache_write_tokens)
 
 

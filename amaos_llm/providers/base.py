@@ -64,7 +64,7 @@ class StreamUsage:
     cache_write_tokens: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every streamed piece, and a frozen init costs twice as much
 class ProviderChunk:
     """One piece of a streamed reply; the fields that piece does not carry are empty.
 

@@ -7,7 +7,9 @@ stream by stream:
 - raw: `AsyncOpenAI(...).chat.completions.create(stream=True, stream_options={"include_usage": True})`
   on `DefaultAioHttpClient` (what our provider sends through), every chunk iterated;
 - ours: `manager.stream(prompt)` on an `openai_compatible` model at that server, every chunk iterated;
-- ours + one callback (`on_token`).
+- ours + one callback (`on_token`);
+- LiteLLM `Router.acompletion(stream=True)` against the raw openai<3 SDK it pins, in bench/.venv,
+  against the same server (when bench/.venv exists: `python -m bench` makes it).
 
 Reported (medians): time to the first text chunk over raw's (target +≤ 1 ms) and, on 1,000-chunk
 streams, time per chunk over raw's (target +≤ 5 µs). LiteLLM needs openai<3 and runs in bench/.venv
@@ -47,7 +49,7 @@ _USAGE = b"data: " + json.dumps({"id": "chatcmpl-bench", "object": "chat.complet
 
 def _stream_body(n: int) -> bytes:
     parts = [_chunk({"role": "assistant", "content": ""})]
-    parts += [_chunk({"content": "tok "})] * n
+    parts += [_chunk({"content": f"t{i} "}) for i in range(n)]  # distinct: LiteLLM stops a stream that repeats
     parts.append(_chunk({}, "stop"))
     parts.append(_USAGE.replace(b'"completion_tokens": 0', b'"completion_tokens": %d' % n)
                  .replace(b'"total_tokens": 12', b'"total_tokens": %d' % (12 + n)))
@@ -155,19 +157,83 @@ async def measure(url: str, quick: bool) -> dict[str, Any]:
     return results
 
 
+async def measure_litellm(url: str, quick: bool) -> dict[str, Any]:
+    """LiteLLM's Router streaming (in bench/.venv, on the openai<3 it pins) against that SDK's raw
+    stream in the same process."""
+    import openai
+
+    from bench.setups import quiet_litellm
+
+    quiet_litellm()
+    from litellm import Router
+
+    raw = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0)
+    router = Router(model_list=[{"model_name": "m", "litellm_params": {
+        "model": f"openai/{MODEL}", "api_key": "sk-bench", "api_base": url, "max_retries": 0}}], num_retries=0)
+
+    async def raw_side(n: int) -> tuple[float, float]:
+        t0, first = time.perf_counter(), None
+        stream = await raw.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
+                                                   max_tokens=n, stream=True, stream_options={"include_usage": True})
+        async for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - t0
+        return first or 0.0, time.perf_counter() - t0
+
+    async def litellm_side(n: int) -> tuple[float, float]:
+        t0, first = time.perf_counter(), None
+        stream = await router.acompletion(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=n,
+                                          stream=True, stream_options={"include_usage": True})
+        async for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - t0
+        return first or 0.0, time.perf_counter() - t0
+
+    sides = {"raw": raw_side, "litellm": litellm_side}
+    results: dict[str, Any] = {}
+    repeats = 3 if quick else 7
+    for n, label in ((10, "short"), (1000, "long")):
+        for side in sides.values():
+            for _ in range(3):
+                await side(n)
+        samples: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
+        per = 10 if n == 10 else 2
+        for _ in range(repeats):
+            for name, side in sides.items():
+                for _ in range(per):
+                    samples[name].append(await side(n))
+        results[label] = {name: {"first_ms": statistics.median(s[0] for s in v) * 1e3,
+                                 "total_ms": statistics.median(s[1] for s in v) * 1e3} for name, v in samples.items()}
+    short, long = results["short"], results["long"]
+    results["first_chunk_over_raw_ms"] = short["litellm"]["first_ms"] - short["raw"]["first_ms"]
+    results["per_chunk_over_raw_us"] = (long["litellm"]["total_ms"] - long["raw"]["total_ms"]) / 1000 * 1e3
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--litellm-url")
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve())
+        return
+    if args.litellm_url:
+        print(json.dumps(asyncio.run(measure_litellm(args.litellm_url, args.quick))))
         return
     server = subprocess.Popen([sys.executable, "-m", "bench.stream_chunks", "--serve"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline())  # type: ignore[union-attr]
         results = asyncio.run(measure(f"http://127.0.0.1:{port}/v1", args.quick))
+        from bench.venv import python as bench_python
+
+        if bench_python().exists():  # LiteLLM pins openai<3: its side runs in bench/.venv
+            out = subprocess.run([str(bench_python()), "-m", "bench.stream_chunks", "--litellm-url",
+                                  f"http://127.0.0.1:{port}/v1", *(["--quick"] if args.quick else [])],
+                                 capture_output=True, text=True, check=True)
+            results["litellm"] = json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         server.stdin.close()  # type: ignore[union-attr]
         server.wait(5)
@@ -175,6 +241,11 @@ def main() -> None:
     print(f"first chunk over raw: {results['first_chunk_over_raw_ms']:+.3f} ms (target <= +1 ms); "
           f"per chunk over raw: {results['per_chunk_over_raw_us']:+.2f} us (target <= +5 us), "
           f"with one callback {results['per_chunk_over_raw_with_callback_us']:+.2f} us")
+    if "litellm" in results:
+        lite = results["litellm"]
+        ratio = lite["per_chunk_over_raw_us"] / max(results["per_chunk_over_raw_us"], 0.01)
+        print(f"LiteLLM Router: first chunk {lite['first_chunk_over_raw_ms']:+.3f} ms over its raw SDK, "
+              f"per chunk {lite['per_chunk_over_raw_us']:+.2f} us ({ratio:.1f}x ours)")
 
 
 if __name__ == "__main__":

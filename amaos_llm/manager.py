@@ -504,9 +504,14 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
         latency: float, error: str | None = None, usage: Usage | None = None, cost: Decimal | None = None,
         exc: BaseException | None = None,
     ) -> None:
-        call.attempts.append(Attempt(model_name=spec.name, provider=spec.provider, outcome=outcome, error=error,
-                                     latency=latency, usage=usage, cost=cost,
-                                     endpoint=None if target is None else target.url, key_env=key_env))
+        url = None if target is None else target.url
+        if url is None and key_env is None:  # most attempts: the defaults cost nothing to validate
+            attempt = Attempt(model_name=spec.name, provider=spec.provider, outcome=outcome, error=error,
+                              latency=latency, usage=usage, cost=cost)
+        else:
+            attempt = Attempt(model_name=spec.name, provider=spec.provider, outcome=outcome, error=error,
+                              latency=latency, usage=usage, cost=cost, endpoint=url, key_env=key_env)
+        call.attempts.append(attempt)
         self._stats.record_attempt(spec.name, outcome, latency)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("attempt %s (%s) %s in %.3f s%s", spec.name, spec.provider, outcome, latency,
@@ -546,8 +551,9 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
             latency=self._clock() - call.start,
             finish_reason=reply.finish_reason,
             attempts=call.attempts,
-            warnings=call.warnings or [],
         )
+        if call.warnings:
+            result.warnings = call.warnings
         if reply.tool_calls or parsed is not None:  # set apart: passing their defaults costs every call
             result.tool_calls, result.parsed = list(reply.tool_calls), parsed
         return result

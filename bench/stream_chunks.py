@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 MODEL = "bench-model"
@@ -96,6 +97,27 @@ async def serve() -> None:
 # -- the client -------------------------------------------------------------------------------
 
 
+Side = Callable[[int], Awaitable[tuple[float, float]]]
+
+
+async def alternate(sides: dict[str, Side], *, repeats: int, warmup: int, per: tuple[int, int]) -> dict[str, Any]:
+    """Each side's median (first chunk, whole stream) in ms on 10- and 1,000-chunk streams, the
+    sides taking turns so that a busy moment weighs on all of them alike."""
+    results: dict[str, Any] = {}
+    for (n, label), count in zip(((10, "short"), (1000, "long")), per):
+        for side in sides.values():
+            for _ in range(warmup):
+                await side(n)
+        samples: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
+        for _ in range(repeats):
+            for name, side in sides.items():
+                for _ in range(count):
+                    samples[name].append(await side(n))
+        results[label] = {name: {"first_ms": statistics.median(s[0] for s in v) * 1e3,
+                                 "total_ms": statistics.median(s[1] for s in v) * 1e3} for name, v in samples.items()}
+    return results
+
+
 async def measure(url: str, quick: bool) -> dict[str, Any]:
     import openai
 
@@ -133,20 +155,7 @@ async def measure(url: str, quick: bool) -> dict[str, Any]:
         return first or 0.0, time.perf_counter() - t0
 
     sides = {"raw": raw_side, "ours": ours, "ours_callback": lambda n: ours(n, [Counter()])}
-    results: dict[str, Any] = {}
-    repeats = 5 if quick else 11
-    for n, label in ((10, "short"), (1000, "long")):
-        for side in sides.values():  # warm-up
-            for _ in range(5):
-                await side(n)
-        samples: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
-        per = 20 if n == 10 else 3
-        for _ in range(repeats):
-            for name, side in sides.items():
-                for _ in range(per):
-                    samples[name].append(await side(n))
-        results[label] = {name: {"first_ms": statistics.median(s[0] for s in v) * 1e3,
-                                 "total_ms": statistics.median(s[1] for s in v) * 1e3} for name, v in samples.items()}
+    results = await alternate(sides, repeats=5 if quick else 11, warmup=5, per=(20, 3))
     await manager.aclose()
     await raw.close()
     short, long = results["short"], results["long"]
@@ -190,20 +199,7 @@ async def measure_litellm(url: str, quick: bool) -> dict[str, Any]:
         return first or 0.0, time.perf_counter() - t0
 
     sides = {"raw": raw_side, "litellm": litellm_side}
-    results: dict[str, Any] = {}
-    repeats = 3 if quick else 7
-    for n, label in ((10, "short"), (1000, "long")):
-        for side in sides.values():
-            for _ in range(3):
-                await side(n)
-        samples: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
-        per = 10 if n == 10 else 2
-        for _ in range(repeats):
-            for name, side in sides.items():
-                for _ in range(per):
-                    samples[name].append(await side(n))
-        results[label] = {name: {"first_ms": statistics.median(s[0] for s in v) * 1e3,
-                                 "total_ms": statistics.median(s[1] for s in v) * 1e3} for name, v in samples.items()}
+    results = await alternate(sides, repeats=3 if quick else 7, warmup=3, per=(10, 2))
     short, long = results["short"], results["long"]
     results["first_chunk_over_raw_ms"] = short["litellm"]["first_ms"] - short["raw"]["first_ms"]
     results["per_chunk_over_raw_us"] = (long["litellm"]["total_ms"] - long["raw"]["total_ms"]) / 1000 * 1e3

@@ -168,7 +168,15 @@ class Hold:
                 log.warning("model %r cost $%s, above the $%s reserved for it: charged in full",
                             self.model_name, usd(cost), usd(self.worst_case))
         if self.local:
-            await _close_all(self.held, cost)  # no checkpoint inside: a cancel cannot interrupt it
+            held = self.held
+            if len(held) == 1:  # one local ledger: closed here, a coroutine less per call
+                budget, reservation = held[0]
+                store = budget.store
+                closed = await (store.release(reservation) if cost is None else store.settle(reservation, cost))
+                if closed and budget._peek is None:
+                    budget._note(cost or _ZERO, -reservation.amount)
+                return
+            await _close_all(held, cost)  # no checkpoint inside: a cancel cannot interrupt it
             return
         # Shielded: a cancelled call must still close what it holds, or the room stays taken.
         with anyio.CancelScope(shield=True):
@@ -214,7 +222,9 @@ class BudgetGuard:
         self.budgets = tuple(budgets)
         self.max_cost = max_cost
         self.active = bool(self.budgets) or max_cost is not None
-        self._local = all(budget._local for budget in self.budgets)
+        budgets = self.budgets
+        # one ledger, the common case, without a generator
+        self._local = budgets[0]._local if len(budgets) == 1 else all(b._local for b in budgets)
         self.refusals: list[Refusal] = []
 
     def check(self, worst_case: Decimal | None) -> str | None:
@@ -236,10 +246,11 @@ class BudgetGuard:
         """Before send: hold `worst_case` on every ledger (all or none), or say why not."""
         if not self.active:
             return _NO_BUDGET
-        refusal = self._static_refusal(worst_case)
-        if refusal is not None:
-            self.refusals.append(refusal)
-            return refusal
+        if worst_case is None or self.max_cost is not None:  # apart: most reserves have neither to check
+            refusal = self._static_refusal(worst_case)
+            if refusal is not None:
+                self.refusals.append(refusal)
+                return refusal
         assert worst_case is not None
         if not worst_case:  # a free model holds nothing, and an overspent ledger does not stop it
             return _NO_BUDGET

@@ -25,6 +25,8 @@ Exceptions (all `LLMError`)::
         ├── ModelLoadError          └── ContextWindowExceeded (a BadRequestError)
 """
 
+import logging
+
 from amaos_llm.batch import BatchRequest, BatchResult
 from amaos_llm.budget import Budget
 from amaos_llm.config import Defaults, LLMConfig, ModelSpec, RoutingConfig
@@ -58,6 +60,10 @@ from amaos_llm.tokens import Estimate
 from amaos_llm.tool_runs import ToolRun
 from amaos_llm.tools import Tool
 from amaos_llm.types import Attempt, LLMResult, Message, ToolCall, Usage
+
+# A library logs; the application decides what shows (`amaos-llm --log-level`, or your own logging
+# setup). Without this, Python's last-resort handler would print every fallback's warning to stderr.
+logging.getLogger("amaos_llm").addHandler(logging.NullHandler())
 
 __all__ = [
     "AllModelsFailed",

@@ -563,8 +563,8 @@ def _telemetry(wanted: bool) -> Iterator[None]:
 
 
 def _configure_logging(level: LogLevel | None) -> None:
-    """`--log-level`: the library's loggers to stderr at that level (without it, Python's default:
-    warnings and errors only, as plain lines)."""
+    """`--log-level`: the library's loggers to stderr at that level (without it, nothing: the
+    command's own lines say what failed, and a fallback's warning per call would flood a batch)."""
     if level is None:
         return
     handler = logging.StreamHandler(sys.stderr)

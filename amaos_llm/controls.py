@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 from amaos_llm.balancing import Balancer, Load
 from amaos_llm.config import LLMConfig, ModelSpec, first_set
@@ -233,6 +234,38 @@ class ManagerControls:
         self._prices.forget(name)
         self._spending.forget(name)
         self._version += 1
+
+    # -- names and lifetime -------------------------------------------------------------------
+
+    def _only(self, name: str) -> frozenset[str]:
+        return frozenset(models_named(list(self._models.values()), name))
+
+    async def aclose(self) -> None:
+        """Close every client (a reopened manager, `async with`, builds them again)."""
+        providers = [*self._retired]
+        for target in self._targets.all():
+            for env, provider in list(target.providers.items()):
+                if not isinstance(provider, CallableProvider):  # a registered function has no client
+                    providers.append(target.providers.pop(env))
+        self._retired = []
+        self._closed = True
+        for provider in providers:
+            await provider.aclose()
+
+    cleanup = aclose  # spoon_ai's name
+
+    async def __aenter__(self) -> Self:
+        self._closed = False  # reopened after aclose: clients are built again, stats and budget kept
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        routing = self._config.routing
+        return f"{type(self).__name__}(models={list(self._models)!r}, local_only={routing.local_only})"
 
     # -- lazily built pieces ------------------------------------------------------------------
 

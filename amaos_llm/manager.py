@@ -16,7 +16,6 @@ from contextlib import nullcontext
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import anyio
@@ -42,11 +41,10 @@ from amaos_llm.health import Health
 from amaos_llm.inputs import chat_messages, prompt_messages
 from amaos_llm.pricing import PriceBook
 from amaos_llm.providers.base import Provider, ProviderReply, ProviderRequest
-from amaos_llm.providers.callable import CallableProvider
 from amaos_llm.resilience import RetryPolicy
 from amaos_llm.resilience.guards import pause, retry_policy
 from amaos_llm.resilience.targets import Target, Targets, plan
-from amaos_llm.selection import models_named, select_candidates
+from amaos_llm.selection import select_candidates
 from amaos_llm.sending import load_model, loads_models, send, without_unsupported
 from amaos_llm.spending import Spending
 from amaos_llm.state import StateStore, make_store
@@ -195,36 +193,6 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
         return await self._serve(chat_messages, (messages,), options)
 
     completion = complete  # spoon_ai's name
-
-    def _only(self, name: str) -> frozenset[str]:
-        return frozenset(models_named(list(self._models.values()), name))
-
-    async def aclose(self) -> None:
-        """Close every client (a reopened manager, `async with`, builds them again)."""
-        providers = [*self._retired]
-        for target in self._targets.all():
-            for env, provider in list(target.providers.items()):
-                if not isinstance(provider, CallableProvider):  # a registered function has no client
-                    providers.append(target.providers.pop(env))
-        self._retired = []
-        self._closed = True
-        for provider in providers:
-            await provider.aclose()
-
-    cleanup = aclose  # spoon_ai's name
-
-    async def __aenter__(self) -> LLMManager:
-        self._closed = False  # reopened after aclose: clients are built again, stats and budget kept
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        routing = self._config.routing
-        return f"LLMManager(models={list(self._models)!r}, local_only={routing.local_only})"
 
     # -- the attempt loop -----------------------------------------------------------------------
 

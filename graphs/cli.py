@@ -39,13 +39,11 @@ from rich.text import Text
 from amaos_llm import (
     AllModelsFailed,
     Budget,
-    ChunkStream,
     LLMConfig,
     LLMError,
     LLMManager,
     LLMResult,
     ModelNotFound,
-    ModelSpec,
     ProviderError,
     StreamInterrupted,
 )
@@ -57,6 +55,7 @@ from graphs.model_check import check_models
 from graphs.pipeline import Pipeline, load_pipeline
 from graphs.report import RunReport, read_report, write_report
 from graphs.results import RunResult
+from graphs.terminal import StreamPrinter, drain
 from nodes import Payload
 
 app = typer.Typer(
@@ -339,9 +338,9 @@ def complete(
     async def call() -> LLMResult:
         async with _manager(config, local_only) as manager:
             if stream:
-                return await _drain(manager.stream(
+                return await drain(manager.stream(
                     prompt, system_prompt=system, temperature=temperature, max_tokens=max_tokens, force_model=model,
-                    mid_stream=mid_stream, callbacks=[_StreamPrinter()]))
+                    mid_stream=mid_stream, callbacks=[StreamPrinter()]))
             return await manager.complete(
                 prompt, system_prompt=system, temperature=temperature, max_tokens=max_tokens, force_model=model
             )
@@ -361,37 +360,6 @@ def complete(
         console.print(Text(result.content), soft_wrap=True)
     console.print(Text(f"{result.model_name} ({result.provider}) · {_tokens_cost(result.tokens, result.cost)} "
                        f"· {result.latency:.2f}s", style="dim"))
-
-
-class _StreamPrinter:
-    """Stream callbacks for the terminal: each text chunk written and flushed as it arrives; a
-    reset ends the line, and stderr says which model the stream restarts on."""
-
-    def __init__(self) -> None:
-        self.restarting = False
-
-    def on_token(self, text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-
-    def on_reset(self, discarded: str) -> None:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        self.restarting = True
-
-    def on_start(self, model: ModelSpec) -> None:
-        if self.restarting:
-            self.restarting = False
-            print(f"[restarted on {model.name}]", file=sys.stderr, flush=True)
-
-
-async def _drain(stream: ChunkStream) -> LLMResult:
-    async with stream:
-        async for _ in stream:
-            pass
-    sys.stdout.write("\n")
-    assert stream.result is not None
-    return stream.result
 
 
 @app.command()

@@ -376,7 +376,7 @@ def _batches(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
             entry = next(it)
         except StopIteration:
             break
-        except Exception:
+        except Exception:  # re-raised, after the batch before it has gone out (its records are written)
             if batch:
                 yield batch
             raise

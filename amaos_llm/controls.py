@@ -50,6 +50,7 @@ class ManagerControls:
     _spending: Spending
 
     _closed: bool
+    _digest: tuple[int, str] | None = None
 
     def get_stats(self) -> dict[str, Any]:
         """The counters (see `amaos_llm.stats`), and `budget`: limit, spent, reserved, remaining of
@@ -244,9 +245,7 @@ class ManagerControls:
         """Close every client (a reopened manager, `async with`, builds them again)."""
         providers = [*self._retired]
         for target in self._targets.all():
-            for env, provider in list(target.providers.items()):
-                if not isinstance(provider, CallableProvider):  # a registered function has no client
-                    providers.append(target.providers.pop(env))
+            providers.extend(target.take_clients())
         self._retired = []
         self._closed = True
         for provider in providers:
@@ -285,8 +284,9 @@ class ManagerControls:
         return first_set(requested, spec.max_tokens, self._config.defaults.max_tokens)
 
     def _config_digest(self) -> str:
-        digest = self.__dict__.get("_digest")
+        """A digest of the models and routing, for keys a fleet shares (kept until the version changes)."""
+        digest = self._digest
         if digest is None or digest[0] != self._version:
             text = self.config.model_dump_json(exclude={"models": {"__all__": {"api_key"}}})
-            digest = self.__dict__["_digest"] = (self._version, hashlib.sha256(text.encode()).hexdigest()[:16])
-        return digest[1]  # type: ignore[no-any-return]
+            digest = self._digest = (self._version, hashlib.sha256(text.encode()).hexdigest()[:16])
+        return digest[1]

@@ -170,14 +170,10 @@ class Health:
     async def reset(self, names: list[str]) -> None:
         """Close the models' clients and clear their init backoff, key marks and health. A registered
         function is kept: it has no client to rebuild."""
-        from amaos_llm.providers.callable import CallableProvider
-
         closing = []
         for name in names:
             for target in self._targets.built(name):
-                for env, provider in list(target.providers.items()):
-                    if not isinstance(provider, CallableProvider):
-                        closing.append(target.providers.pop(env))
+                closing.extend(target.take_clients())
                 target.init_failures, target.init_next_at, target.healthy, target.last_error = 0, 0.0, None, None
                 target.warm = False
             self._targets.keys.clear(self._models[name].key_envs)

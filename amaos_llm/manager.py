@@ -437,10 +437,12 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
                 breaker.record_inconclusive()
                 self._record(call, spec, target, env, "timeout", latency, "deadline")
                 raise DeadlineExceeded(call.attempts, "deadline exceeded")
-            if timed_out and cold:  # a cold server still loading the model, not a slow reply
+            loading = timed_out and cold  # a cold server still loading the model, not a slow reply
+            if loading:
                 error, timed_out = ModelLoadError(f"{spec.name}: the model did not load within {budget:g} s"), False
                 stats.model(spec.name).load_timeouts += 1
-            rotate = await self._failed(call, spec, target, env, error, "timeout" if timed_out else "error", latency)
+            rotate = await self._failed(call, spec, target, env, error, "timeout" if timed_out else "error", latency,
+                                        loading)
             if stream is not None:
                 request = await stream.after_failure(call, spec.provider, request, error)
             if rotate:
@@ -560,11 +562,11 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
 
     async def _failed(
         self, call: CallState, spec: ModelSpec, target: Target, env: str | None, error: ProviderError,
-        outcome: Outcome, latency: float,
+        outcome: Outcome, latency: float, loading: bool = False,
     ) -> bool:
         """A failed send's bookkeeping: the target's state, the key it used, its breaker, what a cut
         stream had used (paid), the attempt. True when another key of the target is to be tried."""
-        if isinstance(error, ModelLoadError) and "did not load within" not in str(error):
+        if isinstance(error, ModelLoadError) and not loading:  # a slow load is no failed build
             target.init_failed(self._clock(), str(error))  # back off before building it again
         elif isinstance(error, ProviderConnectionError) and not error.connected:
             target.warm = False  # a server that was down loads the model again when it is back

@@ -145,7 +145,7 @@ class _Step:
                     return True, done.value
                 stream._done, stream.result = True, done.value
                 return Chunk("final", result=done.value)
-            except BaseException:
+            except BaseException:  # the loop ended by raising (an error, a cancellation): re-raised as it is
                 if stream is not None:
                     stream._done = True
                 raise

@@ -41,8 +41,11 @@ class HasText(Protocol):
 
 def _text(message: HasText) -> str:
     content = message.content
-    # Messages hold text today; parts (tool JSON, images) are counted here once they land.
-    return content if isinstance(content, str) else str(content)
+    if isinstance(content, str):
+        return content
+    # A message of parts: its text (`Message.text`), not the list's repr, which counts field names.
+    text = getattr(message, "text", None)
+    return text if isinstance(text, str) else str(content)
 
 
 def prompt_tokens(messages: Sequence[HasText]) -> int:

@@ -122,6 +122,9 @@ class Provider(ABC):
         """Cheap reachability check (no generation). Default: assume reachable."""
         return True
 
+    # Kept when the manager closes its clients (a registered function: nothing to close or rebuild).
+    keeps_on_close: ClassVar[bool] = False
+
     # An in-process model not loaded yet: the manager loads it (`warm_up`) outside the reply's timeout.
     needs_load: bool = False
 

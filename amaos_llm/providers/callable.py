@@ -39,6 +39,7 @@ ModelFunction = Callable[..., Any]
 
 class CallableProvider(Provider):
     local = True
+    keeps_on_close = True  # the function is the model: closing the manager must not drop it
 
     def __init__(self, spec: ModelSpec, api_key: SecretStr | None = None, fn: ModelFunction | None = None):
         super().__init__(spec, api_key)

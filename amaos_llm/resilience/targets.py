@@ -83,6 +83,12 @@ class Target:
         self.last_error: str | None = None
         self.healthy: bool | None = None  # from the last health check or send
 
+    def take_clients(self) -> list[Provider]:
+        """Its providers that hold a client, removed (for the caller to close; built again on use).
+        A registered function stays: it has no client to rebuild (`Provider.keeps_on_close`)."""
+        taken = [env for env, p in self.providers.items() if not p.keeps_on_close]
+        return [self.providers.pop(env) for env in taken]
+
     def key(self, ring: KeyRing) -> str | None:
         """The key variable to send with: the sticky one if usable, else the next usable one in
         order (which becomes sticky); None when the target needs no key variable."""

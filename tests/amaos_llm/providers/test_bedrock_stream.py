@@ -123,7 +123,7 @@ async def test_leaving_a_stream_early_closes_its_connection_and_frees_the_slot(
     async for _ in stream:
         break
     await stream.aclose()
-    assert bedrock.http_slots().value == DEFAULT_MAX_CONNECTIONS
+    assert bedrock.http_slots().free == DEFAULT_MAX_CONNECTIONS
     deadline = time.monotonic() + 5
     while bedrock_fake._connections and time.monotonic() < deadline:  # the server sees the socket close
         await anyio.sleep(0.01)

@@ -3,7 +3,9 @@
 Azure serves a deployment at `POST /openai/deployments/{deployment}/chat/completions?api-version=…`
 and lists base models at `GET /openai/models?api-version=…`, with the key in an `api-key` header.
 Without `api-version` Azure answers 404, without a key 401, for an unknown deployment 404
-`DeploymentNotFound`; everything else (bodies, usage, streams, faults) is `OpenAIFake`'s.
+`DeploymentNotFound`; a deployment of a reasoning model (`reasoning`, e.g. o3) refuses `max_tokens`
+with Azure's 400 `unsupported_parameter`, as the real service does; everything else (bodies, usage,
+streams, faults) is `OpenAIFake`'s.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ class AzureOpenAIFake(OpenAIFake):
 
     def __init__(self) -> None:
         super().__init__()
-        self.deployments = ["my-gpt"]
+        self.deployments = ["my-gpt", "my-o3"]
+        self.reasoning = {"my-o3"}  # deployments of o-series models: `max_completion_tokens` only
 
     def route(self, req: Recorded) -> Reply:
         if "api-version" not in req.query:
@@ -38,6 +41,11 @@ class AzureOpenAIFake(OpenAIFake):
         if match.group(1) not in self.deployments:
             return Reply(404, _azure_error("DeploymentNotFound", "The API deployment for this resource does not "
                                                                  "exist."))
+        if match.group(1) in self.reasoning and "max_tokens" in (req.body or {}):
+            return Reply(400, {"error": {
+                "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                           "'max_completion_tokens' instead.",
+                "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}})
         return super().route(replace(req, path="/v1/chat/completions"))
 
 

@@ -21,7 +21,9 @@ EMBEDDED_WITHOUT_MMPROJ = ("text", "tools", "structured_output")
 # the others need the bytes inline (azure_openai is OpenAI's API, URLs included)
 URL_FETCHING_PROVIDERS = frozenset({"openai", "azure_openai", "anthropic"})
 MB = 1024 * 1024
-MAX_IMAGE_BYTES = {"anthropic": 5 * MB, "openai": 20 * MB, "azure_openai": 20 * MB, "google": 20 * MB}  # the APIs' own
+# the APIs' own; Bedrock's Converse takes images of up to 3.75 MB (its service model's `Message` doc)
+MAX_IMAGE_BYTES = {"anthropic": 5 * MB, "openai": 20 * MB, "azure_openai": 20 * MB, "google": 20 * MB,
+                   "bedrock": 3 * MB + 3 * MB // 4}
 FORCING = ("auto", "none")  # tool_choice values that do not force a call
 
 
@@ -74,16 +76,9 @@ def call_needs(
                  structured_output=schema is not None, image_bytes=largest, url_images=url)
 
 
-# Providers whose wire carries text only (bedrock's Converse mapping sends no tools, images or schema):
-# skipped for such calls rather than sent a request whose extras would be silently dropped.
-TEXT_ONLY_PROVIDERS = frozenset({"bedrock"})
-
-
 def capabilities_of(spec: ModelSpec) -> tuple[str, ...]:
     if spec.capabilities is not None:
         return tuple(spec.capabilities)
-    if spec.provider in TEXT_ONLY_PROVIDERS:
-        return ("text",)
     if spec.provider == "embedded" and spec.mmproj_path is None:
         return EMBEDDED_WITHOUT_MMPROJ
     return ALL_CAPABILITIES

@@ -19,6 +19,8 @@ from amaos_llm.inputs import MaxTokens, Temperature
 from amaos_llm.providers.registry import is_loopback_url, provider_info
 from amaos_llm.yaml_source import FieldError, config_error, load_yaml
 
+ENTRA_PROVIDERS = ("azure_openai",)  # the providers `auth: entra_id` applies to
+
 CONFIG_ENV = "AMAOS_LLM_CONFIG"
 PACKAGED_CONFIG = Path(__file__).parent / "data" / "model_priority.yaml"
 
@@ -79,6 +81,9 @@ class ModelSpec(BaseModel):
     region: str | None = None
     regions: list[str] | None = Field(default=None, min_length=1)
     api_version: str | None = None  # azure_openai: the API version its endpoint requires
+    # azure_openai: `entra_id` sends a Microsoft Entra ID bearer token instead of an `api-key`
+    # ($AZURE_OPENAI_AD_TOKEN, else azure-identity's DefaultAzureCredential); None: the API key
+    auth: Literal["api_key", "entra_id"] | None = None
     pricing_model: str | None = None  # the model id to price by when `model` is a deployment name
     # embedded model settings
     model_path: str | None = None
@@ -121,7 +126,13 @@ class ModelSpec(BaseModel):
         if self.source is None:
             local = info.local if info.local is not None else all(is_loopback_url(u) for u in self.endpoints)
             object.__setattr__(self, "source", "local" if local else "cloud")
-        if self.api_key_env is None and info.key_env:
+        if self.auth == "entra_id":
+            if self.provider not in ENTRA_PROVIDERS:
+                raise FieldError(("auth",), f"entra_id is for {', '.join(ENTRA_PROVIDERS)}, not {self.provider}")
+            if self.api_key_env is not None or self.api_key is not None:
+                field = "api_key_env" if self.api_key_env is not None else "api_key"
+                raise FieldError((field,), "auth: entra_id sends a bearer token, not a key: remove the key")
+        elif self.api_key_env is None and info.key_env:
             object.__setattr__(self, "api_key_env", info.key_env)
         if self.regions and isinstance(self.base_url, list) and len(self.base_url) != len(self.regions):
             raise ValueError(f"base_url lists {len(self.base_url)} URLs for {len(self.regions)} regions: "
@@ -163,7 +174,10 @@ class ModelSpec(BaseModel):
 
     @property
     def key_required(self) -> bool:
-        """Cloud SDKs need a key; any model that names a key variable needs it set."""
+        """Cloud SDKs need a key; any model that names a key variable needs it set. An Entra ID
+        model needs a token instead, which its provider finds (`has_credentials`)."""
+        if self.auth == "entra_id":
+            return False
         return self.api_key_env is not None or provider_info(self.provider).key_required
 
     def has_key(self) -> bool:

@@ -43,11 +43,18 @@ def check_model(
     problems = []
     if spec.enabled and not excluded:
         if not credentials:
-            where = " or ".join(spec.key_envs) if spec.key_envs else "the provider's credential chain"
-            problems.append(f"no credentials: set {where}")
+            problems.append(f"no credentials: {_credential_hint(spec)}")
         if credentials and reachable is False:
             problems.append("not reachable: the health check failed (see get_provider_status()['last_error'])")
         if source == "unknown":
             problems.append("price unknown: set cost_per_1k_input/output (it cannot be held to a budget)")
     return ModelCheck(credentials=credentials, reachable=reachable, price_source=source, context_window=window,
                       problems=problems)
+
+
+def _credential_hint(spec: ModelSpec) -> str:
+    if spec.auth == "entra_id":
+        from amaos_llm.providers.azure_openai import ENTRA_HINT
+
+        return f"auth: entra_id found no Entra ID token; {ENTRA_HINT}"
+    return "set " + (" or ".join(spec.key_envs) if spec.key_envs else "the provider's credential chain")

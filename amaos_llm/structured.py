@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from amaos_llm.tools import Tool
     from amaos_llm.types import ToolCall
 
+# Wires without a schema field of their own (Anthropic, Bedrock) force a tool call whose input is
+# the answer: this tool, declared with the schema as its input.
+RESPONSE_TOOL = "structured_response"
+RESPONSE_TOOL_DESCRIPTION = "Give the answer in this form."
 
 def response_schema(response_format: Any) -> dict[str, Any] | None:
     """The object JSON schema `response_format` stands for (None for None)."""

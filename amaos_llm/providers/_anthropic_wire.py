@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from amaos_llm.content import ImagePart, TextPart
 from amaos_llm.history import for_wire
+from amaos_llm.structured import RESPONSE_TOOL, RESPONSE_TOOL_DESCRIPTION
 
 if TYPE_CHECKING:
     from amaos_llm.providers.base import ProviderRequest
     from amaos_llm.types import Message
 
-RESPONSE_TOOL = "structured_response"  # the forced tool that carries a `response_format` answer
+__all__ = ["RESPONSE_TOOL", "UsageCounts", "request_params", "response_json", "wire_messages"]
 
 
 def request_params(request: ProviderRequest) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def request_params(request: ProviderRequest) -> dict[str, Any]:
         choice = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}.get(
             name, {"type": "tool", "name": name})
     if request.response_format is not None:
-        tools.append({"name": RESPONSE_TOOL, "description": "Give the answer in this form.",
+        tools.append({"name": RESPONSE_TOOL, "description": RESPONSE_TOOL_DESCRIPTION,
                       "input_schema": request.response_format})
         if not request.tools:  # with tools of its own, the model picks: a tool, or the answer
             choice = {"type": "tool", "name": RESPONSE_TOOL}

@@ -1,7 +1,14 @@
 """Bedrock's Converse wire for `providers.bedrock`: the request body, the reply, the error codes.
 
-Pure functions and one error-mapping object; botocore and aiohttp are imported only when an
-exception has to be mapped (a loaded SDK is the only thing that can have raised one).
+The request: system messages become `system` blocks; consecutive messages of one role become the
+blocks of one turn (Converse wants the roles to alternate), so a turn's tool results travel together
+in one user turn as `toolResult` blocks right after the assistant's `toolUse` blocks; images are
+`image` blocks of raw bytes (botocore base64s them). Tools are `toolConfig.tools[].toolSpec`, and
+structured output is a forced tool whose input is the answer (as on Anthropic's wire): its input,
+whole or streamed, is the reply's text.
+
+Pure functions and small objects; botocore and aiohttp are imported only when an exception has to
+be mapped (a loaded SDK is the only thing that can have raised one).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from amaos_llm.content import ImagePart, TextPart
 from amaos_llm.errors import (
     AuthenticationError,
     BadRequestError,
@@ -23,6 +31,7 @@ from amaos_llm.errors import (
     RateLimitError,
     ServerError,
 )
+from amaos_llm.history import for_wire
 from amaos_llm.providers._http_errors import (
     MAX_MESSAGE,
     connection_error,
@@ -32,9 +41,13 @@ from amaos_llm.providers._http_errors import (
     shown_url,
     timeout_error,
 )
-from amaos_llm.providers.base import ProviderReply, StreamUsage
+from amaos_llm.providers._tool_calls import tool_call
+from amaos_llm.providers.base import FinishReason, ProviderReply, StreamUsage, finish_reason
+from amaos_llm.structured import RESPONSE_TOOL, RESPONSE_TOOL_DESCRIPTION
+from amaos_llm.types import ToolCall
 
 if TYPE_CHECKING:
+    from amaos_llm.providers.base import ProviderRequest
     from amaos_llm.types import Message
 
 PROVIDER = "bedrock"
@@ -44,11 +57,6 @@ PRICES_PROVIDER = "aws"  # genai-prices' id for Bedrock
 REGIONAL_PROFILE_PREFIXES = ("us", "eu", "apac", "us-gov", "jp", "au", "ca")
 PROFILE_PREFIXES = (*REGIONAL_PROFILE_PREFIXES, "global")
 
-# Converse's stopReason → the finish reasons the other providers report.
-FINISH_REASONS = {
-    "end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls", "content_filtered": "content_filter", "guardrail_intervened": "content_filter",
-}
 # Options that are Converse `inferenceConfig` fields; any other option goes to the model itself
 # in `additionalModelRequestFields` (e.g. Anthropic's `top_k`).
 INFERENCE_FIELDS = frozenset({"topP", "stopSequences"})
@@ -77,35 +85,100 @@ def is_inference_profile(model_id: str) -> bool:
     return bool(dot) and prefix in PROFILE_PREFIXES
 
 
-def converse_args(request_model: str, messages: Sequence[Message], temperature: float, max_tokens: int,
-                  options: Mapping[str, Any]) -> dict[str, Any]:
+TOOL_CHOICES = {"auto": {"auto": {}}, "required": {"any": {}}}  # Converse has no "none": see tool_config
+HISTORY_TOOL = "A tool called earlier in this conversation."
+ANY_OBJECT = {"type": "object"}
+
+
+def converse_args(request: ProviderRequest, options: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments of `converse`/`converse_stream`. Converse has no seed field."""
-    system = [{"text": m.content} for m in messages if m.role == "system" and m.content]
-    turns: list[dict[str, Any]] = []
-    for m in messages:
-        if m.role == "system":
-            continue
-        # a `tool` message without a toolUseId can only travel as user text; Converse wants the
-        # roles to alternate, so consecutive messages of one role become blocks of one turn
-        role = "assistant" if m.role == "assistant" else "user"
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].append({"text": m.content})
-        else:
-            turns.append({"role": role, "content": [{"text": m.content}]})
-    inference: dict[str, Any] = {"maxTokens": max_tokens, "temperature": temperature}
+    messages = for_wire(request.messages, PROVIDER)
+    system = [{"text": m.text} for m in messages if m.role == "system" and m.text]
+    turns = wire_turns([m for m in messages if m.role != "system"])
+    inference: dict[str, Any] = {"maxTokens": request.max_tokens, "temperature": request.temperature}
     model_fields: dict[str, Any] = {}
     for key, value in options.items():
         (inference if key in INFERENCE_FIELDS else model_fields)[key] = value
-    args: dict[str, Any] = {"modelId": request_model, "messages": turns, "inferenceConfig": inference}
+    args: dict[str, Any] = {"modelId": request.model, "messages": turns, "inferenceConfig": inference}
     if system:
         args["system"] = system
+    tools = tool_config(request, turns)
+    if tools is not None:
+        args["toolConfig"] = tools
     if model_fields:
         args["additionalModelRequestFields"] = model_fields
     return args
 
 
-def finish_reason(stop_reason: str | None) -> str | None:
-    return None if stop_reason is None else FINISH_REASONS.get(stop_reason, stop_reason)
+def wire_turns(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        role = "assistant" if m.role == "assistant" else "user"  # a tool result is a user turn's block
+        blocks = _blocks(m)
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return turns
+
+
+def _blocks(m: Message) -> list[dict[str, Any]]:
+    if m.role == "tool" and m.tool_call_id is not None:
+        result: dict[str, Any] = {"toolUseId": m.tool_call_id, "content": [{"text": m.text}]}
+        if m.is_error:
+            result["status"] = "error"
+        return [{"toolResult": result}]
+    if m.tool_calls:
+        text = [{"text": m.text}] if m.text else []  # Converse refuses a blank text block
+        return text + [{"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.arguments}} for c in m.tool_calls]
+    content = m.content
+    if type(content) is str:
+        return [{"text": content}]  # a `tool` message without a toolUseId travels as user text
+    return [_part(p) for p in content]
+
+
+def _part(part: TextPart | ImagePart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"text": part.text}
+    if part.data is None:
+        raise BadRequestError(f"{PROVIDER}: images must be inline data; Converse fetches no URLs")
+    # content.MEDIA_TYPES are image/png|jpeg|gif|webp: Converse's four formats, by the same names
+    return {"image": {"format": str(part.media_type).removeprefix("image/"), "source": {"bytes": part.data}}}
+
+
+def _tool_spec(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": name, "inputSchema": {"json": schema}}
+    if description:  # the service model's NonEmptyString: botocore refuses ""
+        spec["description"] = description
+    return {"toolSpec": spec}
+
+
+def tool_config(request: ProviderRequest, turns: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """`toolConfig`: the tools and `toolChoice` (auto → auto, required → any, a name → tool), the
+    structured-output tool, or None.
+
+    Converse refuses `toolUse`/`toolResult` blocks in a request without a `toolConfig` and has no
+    "none" choice, so with `tool_choice="none"` the tools are left out unless the history uses tools;
+    then they are declared with no choice (the model's default, auto). A history that uses tools,
+    sent with no tools at all, declares the tools it called by name."""
+    used = [b["toolUse"]["name"] for t in turns for b in t["content"] if "toolUse" in b]
+    offered = request.tools if request.tool_choice != "none" or used else ()
+    specs = [_tool_spec(t.name, t.description, t.parameters) for t in offered]
+    choice: dict[str, Any] | None = None
+    if offered and request.tool_choice != "none":
+        choice = TOOL_CHOICES.get(request.tool_choice) or {"tool": {"name": request.tool_choice}}
+    if request.response_format is not None:
+        specs.append(_tool_spec(RESPONSE_TOOL, RESPONSE_TOOL_DESCRIPTION, request.response_format))
+        if choice is None:  # with tools of its own (and a choice), the model picks: a tool, or the answer
+            choice = {"tool": {"name": RESPONSE_TOOL}}
+    if not specs and used:
+        specs = [_tool_spec(name, HISTORY_TOOL, ANY_OBJECT) for name in dict.fromkeys(used)]
+    if not specs:
+        return None
+    config: dict[str, Any] = {"tools": specs}
+    if choice is not None:
+        config["toolChoice"] = choice
+    return config
 
 
 def stream_usage(usage: Mapping[str, Any]) -> StreamUsage:
@@ -118,19 +191,89 @@ def stream_usage(usage: Mapping[str, Any]) -> StreamUsage:
         raise malformed_reply(PROVIDER, f"usage without token counts: {dict(usage)!r}") from exc
 
 
-def reply_of(response: Mapping[str, Any], model: str) -> BedrockReply:
-    """`converse`'s answer as a reply; a reply without usage is malformed (no counts are made up)."""
+def reply_of(response: Mapping[str, Any], model: str, answer_tool: bool) -> BedrockReply:
+    """`converse`'s answer as a reply; a reply without usage is malformed (no counts are made up).
+    `answer_tool`: the request carried a `response_format`, whose forced tool's input is the text."""
     usage = stream_usage(response.get("usage") or {})
     blocks = ((response.get("output") or {}).get("message") or {}).get("content") or []
+    texts, calls = [], []
+    for block in blocks:
+        if "text" in block:
+            texts.append(block["text"])
+        elif "toolUse" in block:
+            use = block["toolUse"]
+            if answer_tool and use.get("name") == RESPONSE_TOOL:
+                texts.append(json.dumps(use.get("input")))
+            else:
+                calls.append(_tool_use(use))
     return BedrockReply(
-        content="".join(b["text"] for b in blocks if "text" in b),
+        content="".join(texts),
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
-        finish_reason=finish_reason(response.get("stopReason")),
+        finish_reason=end_reason(response.get("stopReason"), len(calls)),
         model=model,
+        tool_calls=calls,
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
     )
+
+
+def end_reason(stop_reason: str | None, calls: int) -> FinishReason:
+    """The normalised finish reason; `tool_use` with no call to run was the forced answer tool: a stop."""
+    if stop_reason == "tool_use" and not calls:
+        stop_reason = "end_turn"
+    return finish_reason(stop_reason, calls > 0)
+
+
+def _tool_use(use: Mapping[str, Any]) -> ToolCall:
+    arguments = use.get("input")
+    if isinstance(arguments, dict):
+        return ToolCall(id=use["toolUseId"], name=use["name"], arguments=arguments)
+    return ToolCall(id=use["toolUseId"], name=use["name"], invalid_arguments=json.dumps(arguments))
+
+
+class ToolUseBlocks:
+    """ConverseStream's tool calls, joined: `contentBlockStart` names a call (`start.toolUse`), each
+    `contentBlockDelta` brings a piece of its input as JSON text (`delta.toolUse.input`), and
+    `contentBlockStop` ends it. The structured-output tool's pieces are the reply's text instead."""
+
+    __slots__ = ("_answer", "_answer_index", "_open", "calls")
+
+    def __init__(self, answer_tool: bool) -> None:
+        self._answer = answer_tool
+        self._answer_index = -1  # the block of the structured-output tool
+        self._open: dict[int, tuple[str, str, list[str]]] = {}  # block index -> (id, name, input pieces)
+        self.calls = 0  # calls ended so far
+
+    def start(self, event: Mapping[str, Any]) -> None:
+        use = (event.get("start") or {}).get("toolUse")
+        if use is None:
+            return
+        index = event["contentBlockIndex"]
+        if self._answer and use.get("name") == RESPONSE_TOOL:
+            self._answer_index = index
+        else:
+            self._open[index] = (use["toolUseId"], use["name"], [])
+
+    def delta(self, event: Mapping[str, Any], delta: Mapping[str, Any]) -> str | None:
+        """The answer's text when this piece is the structured-output tool's, else None."""
+        piece = (delta.get("toolUse") or {}).get("input")
+        if not piece:
+            return None
+        index = event["contentBlockIndex"]
+        if index == self._answer_index:
+            return str(piece)
+        entry = self._open.get(index)
+        if entry is not None:
+            entry[2].append(piece)
+        return None
+
+    def stop(self, event: Mapping[str, Any]) -> ToolCall | None:
+        entry = self._open.pop(event.get("contentBlockIndex", -1), None)
+        if entry is None:
+            return None
+        self.calls += 1
+        return tool_call(entry[0], entry[1], "".join(entry[2]))
 
 
 # botocore's DEBUG logs print each signed request: the canonical request (`botocore.auth`) and the

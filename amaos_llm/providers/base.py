@@ -184,6 +184,7 @@ _FINISH: dict[str, FinishReason] = {
     "content_filter": "content_filter", "refusal": "content_filter", "SAFETY": "content_filter",
     "RECITATION": "content_filter", "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter",
     "SPII": "content_filter", "IMAGE_SAFETY": "content_filter",
+    "content_filtered": "content_filter", "guardrail_intervened": "content_filter",  # Bedrock's Converse
 }
 
 

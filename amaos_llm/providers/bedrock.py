@@ -25,8 +25,9 @@ from amaos_llm.providers._bedrock_wire import (
     REGIONAL_PROFILE_PREFIXES,
     BedrockErrors,
     BedrockReply,
+    ToolUseBlocks,
     converse_args,
-    finish_reason,
+    end_reason,
     hide_tokens_in_logs,
     is_inference_profile,
     reply_of,
@@ -54,21 +55,20 @@ class BedrockProvider(Provider):
     _bedrock_errors: BedrockErrors | None = None
 
     async def complete(self, request: ProviderRequest) -> BedrockReply:
-        args = converse_args(request.model, request.messages, request.temperature, request.max_tokens,
-                             {**self.spec.options, **request.options})
+        args = converse_args(request, {**self.spec.options, **request.options})
         client = await self._runtime()
         async with self.http_slots():
             with self._errors():
                 response = await client.converse(**args)
-        return reply_of(response, request.model)
+        return reply_of(response, request.model, request.response_format is not None)
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderChunk]:
-        """ConverseStream's events as chunks: a chunk per text delta, then one last chunk with the
-        usage (the `metadata` event) and the finish reason (`messageStop`), yielded only once both
-        have arrived: a stream that ends without them is a `ProviderConnectionError`, never a
-        silently short answer. Leaving early closes the HTTP response."""
-        args = converse_args(request.model, request.messages, request.temperature, request.max_tokens,
-                             {**self.spec.options, **request.options})
+        """ConverseStream's events as chunks: a chunk per text delta, each tool call whole when its
+        block stops (a `response_format` answer streams as text: the forced tool's input), then one
+        last chunk with the usage (the `metadata` event) and the finish reason (`messageStop`),
+        yielded only once both have arrived: a stream that ends without them is a
+        `ProviderConnectionError`, never a silently short answer. Leaving early closes the HTTP response."""
+        args = converse_args(request, {**self.spec.options, **request.options})
         client = await self._runtime()
         errors = self._errors()
         async with self.http_slots():
@@ -77,13 +77,22 @@ class BedrockProvider(Provider):
             events = response["stream"]
             stop: dict[str, Any] | None = None  # the messageStop event
             usage: StreamUsage | None = None  # from the metadata event, which comes last
+            tools = ToolUseBlocks(request.response_format is not None)
             try:
                 with errors:
                     async for event in events:
-                        if "contentBlockDelta" in event:
-                            text = event["contentBlockDelta"].get("delta", {}).get("text")
+                        block = event.get("contentBlockDelta")
+                        if block is not None:
+                            delta = block.get("delta") or {}
+                            text = delta.get("text") or tools.delta(block, delta)
                             if text:
                                 yield ProviderChunk(text=text)
+                        elif "contentBlockStart" in event:
+                            tools.start(event["contentBlockStart"])
+                        elif "contentBlockStop" in event:
+                            call = tools.stop(event["contentBlockStop"])
+                            if call is not None:
+                                yield ProviderChunk(tool_call=call)
                         elif "messageStop" in event:
                             stop = event["messageStop"]
                         elif "metadata" in event:
@@ -94,7 +103,8 @@ class BedrockProvider(Provider):
                 seen = (("messageStop", stop is not None), ("metadata", usage is not None))
                 missing = " and ".join(name for name, arrived in seen if not arrived)
                 raise errors.cut(f"the stream ended without {missing}")
-            yield ProviderChunk(usage=usage, finish_reason=finish_reason(stop.get("stopReason")), model=request.model)
+            finish = end_reason(stop.get("stopReason"), tools.calls)
+            yield ProviderChunk(usage=usage, finish_reason=finish, model=request.model)
 
     async def health(self) -> bool:
         """True when the control plane knows the model (`GetFoundationModel`) or the inference

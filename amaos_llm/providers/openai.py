@@ -2,9 +2,10 @@
 
 `openai_compatible` servers (vLLM, llama.cpp, xllamacpp, LM Studio) accept any key, so a missing
 one is replaced by a placeholder. The token limit travels as `max_tokens`, which every
-compatible server reads; for `openai` itself as `max_completion_tokens`, the name OpenAI's
-reasoning models require. `spec.options` (then `request.options`) are sent as extra body fields
-(e.g. vLLM's `top_k`). With no `base_url` the SDK reads `OPENAI_BASE_URL` itself.
+compatible server reads; for `openai` itself and Azure OpenAI as `max_completion_tokens`, the
+name both APIs take and their reasoning (o-series) models require. `spec.options` (then
+`request.options`) are sent as extra body fields (e.g. vLLM's `top_k`). With no `base_url` the
+SDK reads `OPENAI_BASE_URL` itself.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PLACEHOLDER_KEY = "unused"  # compatible servers want some bearer token, any will do
+COMPLETION_TOKENS_PROVIDERS = frozenset({"openai", "azure_openai"})  # the rest read only `max_tokens`
 
 
 class OpenAIProvider(Provider):
@@ -61,7 +63,7 @@ class OpenAIProvider(Provider):
         return self._sdk_client
 
     def _params(self, request: ProviderRequest) -> dict[str, Any]:
-        limit = "max_completion_tokens" if self.spec.provider == "openai" else "max_tokens"
+        limit = "max_completion_tokens" if self.spec.provider in COMPLETION_TOKENS_PROVIDERS else "max_tokens"
         params: dict[str, Any] = {"model": request.model, "messages": wire_messages(request.messages),
                                   "temperature": request.temperature, limit: request.max_tokens,
                                   **tool_params(request)}

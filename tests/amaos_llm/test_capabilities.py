@@ -42,7 +42,10 @@ def test_needs_are_read_from_tools_choice_schema_images_and_history() -> None:
     (spec(capabilities=["text", "tools"]), Needs(tools=True, structured_output=True, image_bytes=1),
      "capabilities [text, tools] lack vision, structured_output"),
     (spec("embedded"), Needs(image_bytes=1), "capabilities [text, tools, structured_output] lack vision"),
-    (spec("bedrock", region="us-east-1"), Needs(tools=True), "capabilities [text] lack tools"),
+    (spec("bedrock", region="us-east-1"), Needs(url_images=True),
+     "bedrock cannot fetch image URLs; send the image data inline"),
+    (spec("bedrock", region="us-east-1"), Needs(image_bytes=3_932_161),
+     "an image of 3932161 bytes is over its max_image_bytes (3932160)"),
     (spec("google", api_key="k"), Needs(url_images=True), "google cannot fetch image URLs; send the image data inline"),
     (spec("anthropic"), Needs(image_bytes=5 * 1024 * 1024 + 1),
      "an image of 5242881 bytes is over its max_image_bytes (5242880)"),
@@ -60,6 +63,8 @@ def test_a_model_that_cannot_serve_the_call_is_skipped_with_the_reason(
     (spec("embedded", mmproj_path="/models/mmproj.gguf"), Needs(image_bytes=1)),
     (spec("anthropic", max_image_bytes=10 * 1024 * 1024), Needs(image_bytes=6 * 1024 * 1024)),
     (spec("ollama"), Needs(tools=True, image_bytes=100 * 1024 * 1024)),
+    (spec("bedrock", region="us-east-1"), Needs(tools=True, forced_tool=True, structured_output=True,
+                                                image_bytes=3_932_160)),
 ])
 def test_a_model_that_can_serve_the_call_is_not_skipped(model: ModelSpec, needs: Needs) -> None:
     assert capability_skip(model, needs) is None

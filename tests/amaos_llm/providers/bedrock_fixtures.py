@@ -21,6 +21,7 @@ SECRET_KEY = "fake/SECRET/key+never+shown+0123456789"
 SESSION_TOKEN = "FAKE-SESSION-TOKEN-never-shown-987654"
 MODEL = "anthropic.claude-test-v1:0"
 PROFILE = "us.anthropic.claude-test-v1:0"
+WIRE_MODEL = "test-model"  # wires.MODEL, the id every wire's table tests ask for
 CREDENTIALS = (SECRET_KEY, SESSION_TOKEN)
 
 
@@ -44,6 +45,13 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
 def bedrock_fake() -> Iterator[BedrockFake]:
     with BedrockFake() as fake:
         yield fake
+
+
+@pytest.fixture
+def bedrock_wire_fake(aws_env: None, bedrock_fake: BedrockFake) -> BedrockFake:
+    """The fake as the wire table (wires.BEDROCK) uses it: serving its `test-model`, with fake credentials set."""
+    bedrock_fake.models.append(WIRE_MODEL)
+    return bedrock_fake
 
 
 def bedrock_spec(url: str | None, model: str = MODEL, **extra: Any) -> ModelSpec:

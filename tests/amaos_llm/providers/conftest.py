@@ -10,7 +10,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from amaos_llm.providers.base import Provider
-from tests.amaos_llm.providers.bedrock_fixtures import aws_env, bedrock, bedrock_fake  # noqa: F401  (fixtures)
+from tests.amaos_llm.providers.bedrock_fixtures import (  # noqa: F401  (fixtures)
+    aws_env,
+    bedrock,
+    bedrock_fake,
+    bedrock_wire_fake,
+)
 from tests.amaos_llm.providers.wires import Wire, make
 from tests.support.fakes import FakeServer
 

@@ -56,9 +56,34 @@ async def test_a_deployment_is_called_at_azures_url_with_the_api_version_and_api
     assert (req.method, req.path, req.query) == ("POST", "/openai/deployments/my-gpt/chat/completions",
                                                  {"api-version": VERSION})
     assert req.headers["api-key"] == KEY and "authorization" not in req.headers
-    assert (req.body["model"], req.body["max_tokens"], req.body["temperature"]) == ("my-gpt", 64, 0.0)
+    assert (req.body["model"], req.body["max_completion_tokens"], req.body["temperature"]) == ("my-gpt", 64, 0.0)
+    assert "max_tokens" not in req.body
     assert reply == ProviderReply(content="echo: one two three", input_tokens=3, output_tokens=4,
                                   finish_reason="stop", model="my-gpt", tool_calls=[])
+
+
+async def test_a_reasoning_deployment_gets_its_token_limit_as_max_completion_tokens(
+    azure: AzureOpenAIProvider, azure_fake: AzureOpenAIFake
+) -> None:
+    # Azure's o-series deployments refuse `max_tokens` (the fake does as the service does)
+    whole = await azure.complete(ask("one two three", max_tokens=2, model="my-o3"))
+    streamed = [c async for c in azure.stream(ask("one two three", max_tokens=2, model="my-o3"))]
+    assert (whole.content, whole.finish_reason) == ("echo: one", "length")
+    assert ("".join(c.text for c in streamed), streamed[-1].finish_reason) == ("echo: one", "length")
+    assert [(r.path, r.body["max_completion_tokens"]) for r in azure_fake.requests] == [
+        ("/openai/deployments/my-o3/chat/completions", 2)] * 2
+
+
+async def test_the_fake_refuses_max_tokens_for_a_reasoning_deployment_like_azure(azure_fake: AzureOpenAIFake) -> None:
+    import openai
+
+    client = openai.AsyncAzureOpenAI(azure_endpoint=azure_fake.url, api_version=VERSION, api_key=KEY, max_retries=0)
+    try:
+        with pytest.raises(openai.BadRequestError, match="Use 'max_completion_tokens' instead"):
+            await client.chat.completions.create(model="my-o3", messages=[{"role": "user", "content": "hi"}],
+                                                 max_tokens=2)
+    finally:
+        await client.close()
 
 
 async def test_errors_map_as_on_the_openai_provider(azure: AzureOpenAIProvider, azure_fake: AzureOpenAIFake) -> None:

@@ -79,7 +79,8 @@ async def test_options_go_to_inference_config_or_to_the_model(aws_env: None, bed
 async def test_reply_carries_the_servers_token_counts(bedrock: BedrockProvider) -> None:
     reply = await bedrock.complete(ask("one two three", system="be brief"))
     assert reply == BedrockReply(content="echo: one two three", input_tokens=5, output_tokens=4,
-                                 finish_reason="stop", model=MODEL, cache_read_tokens=0, cache_write_tokens=0)
+                                 finish_reason="stop", model=MODEL, tool_calls=[], cache_read_tokens=0,
+                                 cache_write_tokens=0)
 
 
 async def test_input_tokens_include_cache_reads_and_writes_which_are_also_kept_apart(

@@ -11,10 +11,10 @@ import pytest
 from amaos_llm.providers.base import ProviderRequest
 from amaos_llm.tools import as_tools
 from amaos_llm.types import Message
-from tests.amaos_llm.providers.wires import MODEL, WIRES, Wire, make
+from tests.amaos_llm.providers.wires import MODEL, TOOL_WIRES, Wire, make
 
 pytestmark = pytest.mark.anyio
-PAIRS = [(a, b) for a, b in itertools.product(WIRES, WIRES)]
+PAIRS = [(a, b) for a, b in itertools.product(TOOL_WIRES, TOOL_WIRES)]
 
 
 def add(a: int, b: int) -> int:
@@ -48,7 +48,11 @@ async def test_a_tool_chat_moves_between_wires_without_a_400(
     history = [Message(role="user", content="add, then negate"), Message(role="assistant", tool_calls=list(calls)),
                *[Message(role="tool", tool_call_id=c.id, content=str(i)) for i, c in enumerate(calls)]]
     # a second fake of the `then` wire when both are the same wire: a fresh, strict one
-    target = request_fixture.getfixturevalue(then.fixture) if then is not first else type(start)().start()
+    if then is first:
+        target = type(start)().start()
+        target.models = list(start.models)
+    else:
+        target = request_fixture.getfixturevalue(then.fixture)
     target.strict = True
     b = make(then, target.url)
     try:
@@ -59,7 +63,7 @@ async def test_a_tool_chat_moves_between_wires_without_a_400(
         if then is first:
             target.stop()
     assert whole.content == streamed and whole.content.startswith("echo: ")
-    # Anthropic and Gemini carry both results in one message after the calls; the others one each
-    sent = 3 if then.name in ("anthropic", "google") else 4
+    # Anthropic, Gemini and Bedrock carry both results in one message after the calls; the others one each
+    sent = 3 if then.name in ("anthropic", "google", "bedrock") else 4
     chats = [r for r in target.requests if r.path != "/api/show"]  # Ollama is asked once what the model can do
     assert [len(r.body.get("messages") or r.body.get("contents")) for r in chats] == [sent, sent]

@@ -1,5 +1,6 @@
-"""Tools, images and structured output on every HTTP wire, whole and streamed, against each wire's
-fake (strict about tool histories, like the real APIs): exactly what is sent, what comes back."""
+"""Tools, images and structured output on every HTTP wire (Bedrock's Converse included), whole and
+streamed, against each wire's fake (strict about tool histories, like the real APIs): exactly what is
+sent, what comes back."""
 
 from __future__ import annotations
 
@@ -14,11 +15,22 @@ from amaos_llm.history import safe_call_id
 from amaos_llm.providers.base import Provider, ProviderChunk, ProviderRequest, StreamUsage
 from amaos_llm.tools import as_tools
 from amaos_llm.types import Message, ToolCall
-from tests.amaos_llm.providers.wires import ANTHROPIC, GOOGLE, MODEL, OLLAMA, OPENAI, WIRES, Wire, make
+from tests.amaos_llm.providers.wires import (
+    ANTHROPIC,
+    BEDROCK,
+    GOOGLE,
+    MODEL,
+    OLLAMA,
+    OPENAI,
+    TOOL_WIRES,
+    Wire,
+    at,
+    make,
+)
 from tests.support.fakes import FakeServer, GoogleFake
 
 pytestmark = pytest.mark.anyio
-every_wire = pytest.mark.parametrize("wire", WIRES, ids=str)
+every_wire = pytest.mark.parametrize("wire", TOOL_WIRES, ids=str)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 4
 PNG_B64 = "iVBORw0KGgoAAAAA"
 CALLS = [{"name": "add", "arguments": {"a": 1, "b": 2}}, {"name": "neg", "arguments": {"x": 5}}]
@@ -65,7 +77,8 @@ def ids_of(wire: Wire, calls: list[ToolCall]) -> list[str]:
 
 
 WIRE_IDS = {"openai": ["call_fake_0", "call_fake_1"], "anthropic": ["toolu_fake_0", "toolu_fake_1"],
-            "google": ["(generated)"] * 2, "ollama": ["(generated)"] * 2}
+            "google": ["(generated)"] * 2, "ollama": ["(generated)"] * 2,
+            "bedrock": ["tooluse_fake_0", "tooluse_fake_1"]}
 
 
 # --- tool calls coming back ----------------------------------------------------------------------
@@ -109,7 +122,8 @@ def round_trip(call_id: str = FOREIGN_ID) -> list[Message]:
             Message(role="tool", tool_call_id=call_id, content="3")]
 
 
-RESULT_ECHO = {"openai": "echo: 3", "anthropic": "echo: 3", "ollama": "echo: 3", "google": 'echo: {"output": "3"}'}
+RESULT_ECHO = {"openai": "echo: 3", "anthropic": "echo: 3", "ollama": "echo: 3", "google": 'echo: {"output": "3"}',
+               "bedrock": "echo: 3"}
 
 
 @every_wire
@@ -162,6 +176,10 @@ SENT_HISTORY = {
         {"role": "user", "content": "add one and two"},
         {"role": "assistant", "tool_calls": [{"function": {"name": "add", "arguments": {"a": 1}}}]},
         {"role": "tool", "content": "3", "tool_name": "add"}]),
+    "bedrock": ("messages", [
+        {"role": "user", "content": [{"text": "add one and two"}]},
+        {"role": "assistant", "content": [{"toolUse": {"toolUseId": "SAFE_ID", "name": "add", "input": {"a": 1}}}]},
+        {"role": "user", "content": [{"toolResult": {"toolUseId": "SAFE_ID", "content": [{"text": "3"}]}}]}]),
 }
 
 
@@ -192,17 +210,18 @@ TOOL_CHOICE = {  # (wire field, "required", a tool's name)
     "anthropic": ("tool_choice", {"type": "any"}, {"type": "tool", "name": "neg"}),
     "google": ("toolConfig", {"functionCallingConfig": {"mode": "ANY"}},
                {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["neg"]}}),
+    "bedrock": ("toolConfig.toolChoice", {"any": {}}, {"tool": {"name": "neg"}}),
 }
 
 
-@pytest.mark.parametrize("wire", [OPENAI, ANTHROPIC, GOOGLE], ids=str)
+@pytest.mark.parametrize("wire", [OPENAI, ANTHROPIC, GOOGLE, BEDROCK], ids=str)
 async def test_tool_choice_required_and_by_name_reach_the_wire(
     wire: Wire, provider: Provider, fake: FakeServer
 ) -> None:
     await provider.complete(request(asked(), tools=TOOLS, tool_choice="required"))
     await provider.complete(request(asked(), tools=TOOLS, tool_choice="neg"))
     field, required, named = TOOL_CHOICE[wire.name]
-    assert [r.body[field] for r in chats(fake)] == [required, named]
+    assert [at(r.body, field) for r in chats(fake)] == [required, named]
 
 
 async def test_ollama_omits_the_tools_for_none_and_cannot_force_one(ollama_fake: FakeServer) -> None:
@@ -227,6 +246,8 @@ IMAGE_SENT = {
     "google": ("contents", [{"role": "user", "parts": [
         {"text": "what is this"}, {"inlineData": {"data": PNG_B64, "mime_type": "image/png"}}]}]),
     "ollama": ("messages", [{"role": "user", "content": "what is this", "images": [PNG_B64]}]),
+    "bedrock": ("messages", [{"role": "user", "content": [
+        {"text": "what is this"}, {"image": {"format": "png", "source": {"bytes": PNG_B64}}}]}]),
 }
 
 
@@ -247,7 +268,7 @@ async def test_a_url_image_is_sent_as_a_url(wire: Wire, provider: Provider, fake
                     {"type": "image", "source": {"type": "url", "url": url}})
 
 
-@pytest.mark.parametrize("wire", [GOOGLE, OLLAMA], ids=str)
+@pytest.mark.parametrize("wire", [GOOGLE, OLLAMA, BEDROCK], ids=str)
 async def test_a_url_image_is_refused_where_the_wire_fetches_none(
     wire: Wire, provider: Provider, fake: FakeServer
 ) -> None:
@@ -264,6 +285,9 @@ FORMAT_SENT = {
                                     "responseJsonSchema": SCHEMA}),
     "ollama": ("format", SCHEMA),
     "anthropic": ("tool_choice", {"type": "tool", "name": "structured_response"}),
+    "bedrock": ("toolConfig", {"tools": [{"toolSpec": {"name": "structured_response", "inputSchema": {"json": SCHEMA},
+                                                       "description": "Give the answer in this form."}}],
+                               "toolChoice": {"tool": {"name": "structured_response"}}}),
 }
 
 
@@ -291,7 +315,7 @@ async def test_anthropic_structured_output_is_the_forced_tool_input_as_text(anth
     assert ("".join(c.text for c in chunks), calls, chunks[-1].finish_reason) == ('{"city": "Oslo"}', [], "stop")
 
 
-@pytest.mark.parametrize("wire", [OPENAI, ANTHROPIC], ids=str)
+@pytest.mark.parametrize("wire", [OPENAI, ANTHROPIC, BEDROCK], ids=str)
 async def test_arguments_that_are_not_a_json_object_are_kept_for_the_caller_to_turn_down(
     wire: Wire, provider: Provider, fake: FakeServer
 ) -> None:

@@ -1,4 +1,4 @@
-"""The four HTTP wires as a table, for the contract suite (test_contract.py) and the per-wire files.
+"""The HTTP wires as a table, for the contract suite (test_contract.py) and the per-wire files.
 
 A `Wire` says only what differs between providers where the contract needs it: how to point a
 provider at a fake, the fake's fixture, the base-URL env var, where fields land in the recorded
@@ -20,6 +20,7 @@ from amaos_llm.errors import AuthenticationError, BadRequestError, ProviderError
 from amaos_llm.providers import _transport
 from amaos_llm.providers.anthropic import AnthropicProvider
 from amaos_llm.providers.base import Provider, ProviderRequest
+from amaos_llm.providers.bedrock import BedrockProvider
 from amaos_llm.providers.google import GoogleProvider
 from amaos_llm.providers.ollama import OllamaProvider
 from amaos_llm.providers.openai import OpenAIProvider
@@ -60,6 +61,7 @@ class Wire:
     key_env: str | None = None  # None: no key
     key_header: tuple[str, str] | None = None  # (header, prefix) carrying the key, where the contract checks it
     bad_key: tuple[int, type[ProviderError]] = field(default=(401, AuthenticationError))  # how a key is refused
+    spec: dict[str, Any] = field(default_factory=dict)  # ModelSpec fields the wire needs besides the URL
 
     def __str__(self) -> str:
         return self.name
@@ -144,6 +146,21 @@ GOOGLE = Wire(
     bad_key=(400, BadRequestError),  # Gemini answers a bad key with 400 INVALID_ARGUMENT
 )
 WIRES = [OLLAMA, OPENAI, ANTHROPIC, GOOGLE]
+# Bedrock speaks through aiobotocore (aiohttp only) and signs with the AWS chain, not a key: the
+# transport and key parts of the contract suite are not its own, so it joins the tool, image and
+# structured-output tables only (its fixture sets fake AWS credentials).
+BEDROCK = Wire(
+    name="bedrock", cls=BedrockProvider, fixture="bedrock_wire_fake", url_path="",
+    base_url_env="AWS_ENDPOINT_URL_BEDROCK_RUNTIME", env_url=lambda fake: fake.url,
+    generate=f"/model/{MODEL}/converse", health=f"/foundation-models/{MODEL}",
+    temperature="inferenceConfig.temperature", max_tokens="inferenceConfig.maxTokens", seed=None,
+    prompt={"system": [{"text": "be brief"}], "messages": [{"role": "user", "content": [{"text": "hi"}]}]},
+    finish=("stop", "length"),
+    retry_after=None,
+    refused=lambda url, transport: starting(f"bedrock: connection to {url} failed: EndpointConnectionError"),
+    spec={"region": "us-east-1"},
+)
+TOOL_WIRES = [*WIRES, BEDROCK]
 
 
 # The transports every provider is checked on: aiohttp (the `fast` extra, installed for the tests)
@@ -176,5 +193,6 @@ def ask(text: str = "hello there", *, system: str | None = None, **kwargs: Any) 
 
 def make(wire: Wire, base_url: str | None, key: str | None = KEY, **spec: Any) -> Provider:
     """`wire`'s provider for `base_url`, with `key` if the wire takes one; `spec` overrides fields."""
-    fields: dict[str, Any] = {"name": wire.name, "provider": wire.name, "model": MODEL, "base_url": base_url, **spec}
+    fields: dict[str, Any] = {"name": wire.name, "provider": wire.name, "model": MODEL, "base_url": base_url,
+                              **wire.spec, **spec}
     return wire.cls(ModelSpec(**fields), SecretStr(key) if key and wire.key_env else None)

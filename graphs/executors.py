@@ -399,7 +399,7 @@ def _merge(batch: list[Entry], records: list[dict[str, Any]]) -> list[Finished]:
             out.append((entry, bad_input_record(entry)))
             continue
         record = next(runs, None)
-        if record is None or record.get("line") != entry.line or record.get("id") != entry.id:
+        if record is None or record.get("line") != entry.line or record.get("id") != entry.record_id:
             raise ExecutorError(f"a worker answered line {entry.line} with another input's record")
         out.append((entry, record))
     if next(runs, None) is not None:

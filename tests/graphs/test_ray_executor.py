@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import os
 import re
 import shutil
@@ -16,7 +15,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,17 +37,6 @@ from tests.support.fakes import OpenAIFake  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 KEY_ENV = "AMAOS_TEST_RAY_KEY"
 PRICE = Decimal("0.001")  # per 1k input and output tokens: every record has a cost to add up
-
-
-@pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
-    """One local Ray for the session, on 127.0.0.1, with this checkout's code for its workers."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             runtime_env=executors._code_runtime_env(), logging_level=logging.WARNING, configure_logging=False)
-    address = ray.get_runtime_context().gcs_address
-    assert address.startswith("127.0.0.1:"), address
-    yield address
-    ray.shutdown()
 
 
 @pytest.fixture
@@ -143,17 +130,23 @@ def test_a_worker_killed_mid_job_is_restarted_and_each_input_is_still_written_on
     pipeline = load_pipeline(job["pipeline"])
     executor = RayExecutor(workers=2, batch_size=25, concurrency=8)
     killed: list[str] = []
+    journaled: list[int] = []  # how many records the job's journal held, now and then
 
     def kill_a_worker(record: dict) -> None:
         if record["index"] == 200 and not killed:
             name = executor.actor_names[0]
             ray.kill(ray.get_actor(name), no_restart=False)  # as a crash: Ray restarts it and re-runs its batches
             killed.append(name)
+        if record["index"] % 50 == 49:
+            assert executor.journal_name is not None
+            journaled.append(ray.get(ray.get_actor(executor.journal_name).size.remote()))
 
     summary = anyio.run(lambda: run_batch(pipeline, job["inputs"], job["out"], 8, executor=executor,
                                           on_record=kill_a_worker))
     assert killed and summary.runs == n and summary.failed == 0
     assert_each_input_once_in_order(job["out"], n)
+    # The journal keeps the batches in flight only (two per worker): the driver drops what it has.
+    assert len(journaled) == n // 50 and max(journaled) <= 2 * 2 * 25, journaled
 
 
 def test_resume_after_ctrl_c_finishes_the_job_with_each_input_once(job, ray_address, openai_fake):

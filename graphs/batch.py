@@ -5,9 +5,9 @@ or a list of chat messages) and optionally `id`, `system_prompt`, `temperature`,
 `force_model`, `metadata`; any other key is kept as metadata and echoed in the output record.
 Blank lines are not inputs.
 
-Files are read lazily, a line at a time, so a file of any length costs the memory of one line. An
-input is known by its `id` field, else by its line number: that is what `--resume` looks for in
-the records already written.
+Files are read lazily, a line at a time, so a file of any length costs the memory of one line. Every
+input has an id, its `id` field, else its line number; its record carries it as `id`, and that is what
+`--resume` looks for in the records already written.
 """
 
 from __future__ import annotations
@@ -31,15 +31,41 @@ from nodes.messages import OVERRIDE_FIELDS
 
 _PAYLOAD_KEYS = frozenset({"input", "prompt", "messages", *OVERRIDE_FIELDS})
 
-InputKey = tuple[str, Any]  # ("id", the id as JSON text) or ("line", its number)
+# Ids below this are kept as bits (a line number costs one); larger ones, and any other JSON value,
+# as their JSON text. 2**27 bits is 16 MB, reached only by a file of 134 million lines.
+_BITMAP_LIMIT = 1 << 27
 
 
-def input_key(input_id: Any, line: int) -> InputKey:
-    """How `--resume` recognises an input: its `id` if it has one (JSON text, so that 7 and "7"
-    stay apart and lists are hashable), else its line number."""
-    if input_id is not None:
-        return ("id", json.dumps(input_id, sort_keys=True))
-    return ("line", line)
+class InputIds:
+    """A set of input ids, as `--resume` and `validate --inputs` need one for a whole file. Most ids
+    are line numbers, so small ints take a bit each: a million-line file costs 125 kB, not a set of
+    a million ints. Other ids are compared as JSON text, so that 7 and "7" stay apart and lists are
+    hashable."""
+
+    def __init__(self) -> None:
+        self._bits = bytearray()
+        self._texts: set[str] = set()
+        self.count = 0  # ids added (an id added twice counts twice)
+
+    def add(self, input_id: Any) -> None:
+        if _is_small_int(input_id):
+            byte, bit = divmod(input_id, 8)
+            if byte >= len(self._bits):
+                self._bits.extend(bytes(byte + 1 - len(self._bits) + len(self._bits) // 2))
+            self._bits[byte] |= 1 << bit
+        else:
+            self._texts.add(json.dumps(input_id, sort_keys=True))
+        self.count += 1
+
+    def __contains__(self, input_id: Any) -> bool:
+        if _is_small_int(input_id):
+            byte, bit = divmod(input_id, 8)
+            return byte < len(self._bits) and bool(self._bits[byte] >> bit & 1)
+        return json.dumps(input_id, sort_keys=True) in self._texts
+
+
+def _is_small_int(value: Any) -> bool:
+    return type(value) is int and 0 <= value < _BITMAP_LIMIT  # not a bool: `true` is not the id 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +77,9 @@ class BatchItem:
     id: Any = None  # the line's `id` field, if any
 
     @property
-    def key(self) -> InputKey:
-        return input_key(self.id, self.line)
+    def record_id(self) -> Any:
+        """The input's id, written as its record's `id`: its `id` field, else its line number."""
+        return self.line if self.id is None else self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +92,8 @@ class BadInput:
     id: Any = None  # when the line is a JSON object with an `id`
 
     @property
-    def key(self) -> InputKey:
-        return input_key(self.id, self.line)
+    def record_id(self) -> Any:
+        return self.line if self.id is None else self.id
 
 
 def read_inputs(path: str | Path) -> Iterator[BatchItem]:
@@ -109,10 +136,18 @@ class InputsCheck:
 
 
 def check_inputs(path: str | Path, limit: int = 20) -> InputsCheck:
-    """Read a whole JSONL file of inputs and report every bad line, and every `id` used twice
-    (`--resume` would take the second for the first, already answered)."""
+    """Read a whole JSONL file of inputs and report every bad line, and every id two lines share
+    (`--resume` would take the second for the first, already answered): an `id` given twice, or an
+    `id` equal to the number of a line that has none."""
     check = InputsCheck(str(path))
-    first_line: dict[str, int] = {}  # id (as JSON text) -> the line it first appeared on
+    first_line: dict[str, int] = {}  # an `id` field (as JSON text) -> the line it first appeared on
+    unnamed = InputIds()  # the lines without an `id` field: their ids are their numbers
+
+    def twice(line: int, why: str) -> None:
+        check.duplicate_count += 1
+        if len(check.duplicates) < limit:
+            check.duplicates.append(f"{path}:{line}: {why}; --resume would skip one of them")
+
     for entry in read_lines(path):
         if isinstance(entry, BadInput):
             check.bad_count += 1
@@ -121,14 +156,20 @@ def check_inputs(path: str | Path, limit: int = 20) -> InputsCheck:
         else:
             check.inputs += 1
         if entry.id is None:
+            unnamed.add(entry.line)
+            named = first_line.get(str(entry.line))
+            if named is not None:
+                twice(entry.line, f"a line without an id is known by its number, {entry.line}, which is also "
+                                  f"the id of line {named}")
             continue
-        _, text = input_key(entry.id, entry.line)
+        text = json.dumps(entry.id, sort_keys=True)
+        if entry.id in unnamed:
+            twice(entry.line, f"id {text} is also the id of line {entry.id}, which has none (a line without an "
+                              "id is known by its number)")
+            continue
         first = first_line.setdefault(text, entry.line)
         if first != entry.line:
-            check.duplicate_count += 1
-            if len(check.duplicates) < limit:
-                check.duplicates.append(f"{path}:{entry.line}: id {text} is also the id of line {first}; "
-                                        "--resume would skip one of them")
+            twice(entry.line, f"id {text} is also the id of line {first}")
     return check
 
 
@@ -271,14 +312,16 @@ def bad_input_record(bad: BadInput) -> dict[str, Any]:
     return record
 
 
-def record_key(record: Any) -> InputKey | None:
-    """The key of the input a written record answers (see `input_key`); None if it names none."""
+def record_id(record: Any) -> Any:
+    """The id of the input a written record answers (see `BatchItem.record_id`); None if it names none.
+    Records written before every record carried an `id` name an input without one by its `line`:
+    the same id, so their outputs resume as they are."""
     if not isinstance(record, dict):
         return None
     if record.get("id") is not None:
-        return input_key(record["id"], 0)
+        return record["id"]
     line = record.get("line")
-    return ("line", line) if isinstance(line, int) else None
+    return line if type(line) is int else None
 
 
 def _where(entry: BatchItem | BadInput | None, index: int | None) -> dict[str, Any]:
@@ -287,6 +330,5 @@ def _where(entry: BatchItem | BadInput | None, index: int | None) -> dict[str, A
         record["index"] = index
     if entry is not None:
         record["line"] = entry.line
-        if entry.id is not None:
-            record["id"] = entry.id
+        record["id"] = entry.record_id
     return record

@@ -5,8 +5,9 @@ The inputs are read a line at a time and run by an executor (`graphs.executors`:
 written, in input order (or as it finishes), as soon as its turn comes, in one unbuffered write.
 Memory is therefore flat in the number of inputs, and a crash loses only the runs in flight.
 
-- `resume`: the inputs already answered in OUT (by `id`, else line number) are skipped and the
-  rest appended; a last line a crash left half-written is cut off, and its input runs again.
+- `resume`: the inputs already answered in OUT (by their `id`: the input's `id` field, else its
+  line number) are skipped and the rest appended; a last line a crash left half-written is cut
+  off, and its input runs again.
 - `on_bad_input`: at a line that is not a valid input, `stop` ends the run there (every finished
   record written, the error naming file:line; `resume` then goes on from that line), `skip`
   writes an error record for it and goes on.
@@ -32,11 +33,11 @@ from amaos_llm import Budget, ConfigError
 from graphs.batch import (
     BadInput,
     BatchItem,
-    InputKey,
+    InputIds,
     count_inputs,
     pipeline_record,
     read_lines,
-    record_key,
+    record_id,
 )
 from graphs.executors import Executor, LocalExecutor
 from graphs.pipeline import Pipeline
@@ -61,40 +62,12 @@ class BatchSummary:
         return not self.failed and not self.bad
 
 
-class DoneInputs:
-    """The keys of the inputs the output already answers. Line numbers take a bit each, so a
-    resumed million-line file costs 125 kB here, not a set of a million ints."""
-
-    def __init__(self) -> None:
-        self._lines = bytearray()
-        self._ids: set[str] = set()
-        self.count = 0
-
-    def add(self, key: InputKey) -> None:
-        kind, value = key
-        if kind == "line":
-            byte, bit = divmod(value, 8)
-            if byte >= len(self._lines):
-                self._lines.extend(bytes(byte + 1 - len(self._lines) + len(self._lines) // 2))
-            self._lines[byte] |= 1 << bit
-        else:
-            self._ids.add(value)
-        self.count += 1
-
-    def __contains__(self, key: InputKey) -> bool:
-        kind, value = key
-        if kind == "line":
-            byte, bit = divmod(value, 8)
-            return byte < len(self._lines) and bool(self._lines[byte] >> bit & 1)
-        return value in self._ids
-
-
 class RecordWriter:
     """JSONL records to a file, each in one unbuffered write: on disk, or reported as not."""
 
     def __init__(self, path: Path, *, resume: bool, pipeline: dict[str, Any] | None = None) -> None:
         self.path = path
-        self.done = DoneInputs()
+        self.done = InputIds()  # the ids of the inputs the file answers already
         self.written = 0
         self._pipeline = pipeline  # still to be written with the next record
         self.on_record: Callable[[dict[str, Any]], None] | None = None
@@ -107,7 +80,7 @@ class RecordWriter:
             raise ConfigError(f"cannot write: {exc.strerror or exc}", path=str(path)) from None
 
     def _read_done(self) -> None:
-        """The keys of the whole records in the file; a half-written last line is cut off."""
+        """The ids of the whole records in the file; a half-written last line is cut off."""
         end = 0  # where the last whole line ends
         with self.path.open("rb") as file:
             for number, raw in enumerate(file, start=1):
@@ -120,13 +93,13 @@ class RecordWriter:
                     record = json.loads(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     record = None
-                key = record_key(record)
+                answered = record_id(record)
                 if isinstance(record, dict) and "pipeline" in record:
                     self._pipeline = None  # the file has it already
-                if key is None:
+                if answered is None:
                     raise ConfigError("not a record of this command: --resume cannot tell which input it "
                                       "answers", path=str(self.path), line=number)
-                self.done.add(key)
+                self.done.add(answered)
         if end < self.path.stat().st_size:
             os.truncate(self.path, end)
 
@@ -156,7 +129,7 @@ class RecordWriter:
 
 class _StdoutWriter:
     def __init__(self, pipeline: dict[str, Any] | None = None) -> None:
-        self.done = DoneInputs()  # stays empty: --resume needs an output file
+        self.done = InputIds()  # stays empty: --resume needs an output file
         self.written = 0
         self._pipeline = pipeline
         self.on_record: Callable[[dict[str, Any]], None] | None = None
@@ -218,7 +191,7 @@ async def run_batch(
 
     def todo() -> Iterator[BatchItem | BadInput]:
         for entry in lines:
-            if done.count and entry.key in done:
+            if done.count and entry.record_id in done:
                 continue
             if isinstance(entry, BadInput) and on_bad_input is OnBadInput.stop:
                 raise entry.error  # the executor hands out every run before this line, then raises it

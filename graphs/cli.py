@@ -161,7 +161,8 @@ def run(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSONL records here.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Runs at a time with --inputs.")] = 16,
     resume: Annotated[bool, typer.Option(
-        "--resume", help="Skip the inputs already in --output (by `id`, else line number); append the rest.")] = False,
+        "--resume", help="Skip the inputs whose ids (`id` field, else line number) are in --output; "
+        "append the rest.")] = False,
     on_bad_input: Annotated[OnBadInput, typer.Option(
         "--on-bad-input", help="At a line that is not a valid input: stop there, or write an error record "
                                "for it and go on.")] = OnBadInput.stop,

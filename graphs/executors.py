@@ -195,7 +195,11 @@ class RayExecutor(Executor):
     - The driver reads the inputs (so line numbers, `--on-bad-input` and `--resume` mean exactly what
       they mean locally) and sends them in batches of `batch_size`, two in flight per worker. Each
       batch comes back once, as its records; only the driver writes. An actor that dies is restarted
-      and its batch re-run (`max_restarts`), and the driver still receives that batch's records once.
+      and its batches re-run (`max_restarts`), and the driver still receives their records once.
+    - A re-run batch does not run again what the dead actor finished: each run's record goes to the
+      job's journal (a `RunJournal` actor) as it finishes, and a batch takes from it the records
+      already there (see `graphs._ray_worker`). A finished run is paid, and settled in the budgets,
+      once; a run in flight when its actor died runs again.
     - The API keys the pipeline's models name (`api_key_env`) go from the driver's environment to
       the workers' in memory, as actor arguments: never to a file or a log.
     - `num_cpus` per worker is fractional: the runs wait on the network, not the CPU, and a 2-core
@@ -212,6 +216,7 @@ class RayExecutor(Executor):
     local_only: bool | None = None  # the overrides the driver loaded the pipeline with
     config_path: str | None = None
     actor_names: list[str] = field(default_factory=list, init=False)  # the running job's actors (tests kill one)
+    journal_name: str | None = field(default=None, init=False)  # the running job's `RunJournal` actor
     _started_ray: bool = field(default=False, init=False, repr=False)  # this job's ray.init, undone at its end
 
     def __post_init__(self) -> None:
@@ -241,7 +246,10 @@ class RayExecutor(Executor):
             env.update({k: v for k, v in os.environ.items() if k.startswith("OTEL_")})
         ray = self._connect()
         actors: list[Any] = []
+        journal: Any = None
         try:
+            journal = self._start_journal(ray)
+            await journal.size.remote()  # started: the workers look it up by its name
             actors = self._start_actors(ray, pipeline, env, trace)
             await self._wait_ready(actors)
             pool = _Pool(actors)
@@ -260,6 +268,8 @@ class RayExecutor(Executor):
                                          "again with --resume")
                 finally:
                     pool.give_back(i)
+                if items:  # the driver has their records: the journal need not keep them
+                    journal.forget.remote([item.line for item in items])
                 return _merge(batch, records)
 
             async def each(runs: AsyncIterator[tuple[int, list[Finished] | ExecutorError]]) -> AsyncIterator[Finished]:
@@ -276,9 +286,9 @@ class RayExecutor(Executor):
                 for actor in actors:
                     await actor.close.remote()
         finally:
-            for actor in actors:
+            for actor in [*actors, *([journal] if journal is not None else [])]:
                 ray.kill(actor, no_restart=True)
-            self.actor_names = []
+            self.actor_names, self.journal_name = [], None
             if self._started_ray:
                 ray.shutdown()
             if job_span is not None:
@@ -303,6 +313,18 @@ class RayExecutor(Executor):
         self._started_ray = True
         return ray
 
+    def _prefix(self) -> str:
+        return f"amaos-{os.getpid()}-{id(self):x}"
+
+    def _start_journal(self, ray: Any) -> Any:
+        """The job's `RunJournal`. It takes no CPU (a dict in memory); restarted, it is empty, and
+        the batches then in flight run whole again, as they would without it."""
+        from graphs._ray_worker import RunJournal
+
+        self.journal_name = f"{self._prefix()}-journal"
+        return ray.remote(RunJournal).options(name=self.journal_name, num_cpus=0, max_restarts=self.max_restarts,
+                                              max_task_retries=self.max_restarts).remote()
+
     def _start_actors(self, ray: Any, pipeline: Pipeline, env: dict[str, str],
                       trace: dict[str, str] | None = None) -> list[Any]:
         from graphs._ray_worker import PipelineSource, PipelineWorker
@@ -313,10 +335,10 @@ class RayExecutor(Executor):
         options = {"num_cpus": self.num_cpus, "max_restarts": self.max_restarts,
                    "max_task_retries": self.max_restarts}
         actors = []
-        prefix = f"amaos-{os.getpid()}-{id(self):x}"
         for i in range(self.workers):
-            name = f"{prefix}-{i}"
-            actors.append(worker.options(name=name, **options).remote(source, self.concurrency, env, trace))
+            name = f"{self._prefix()}-{i}"
+            actors.append(worker.options(name=name, **options).remote(source, self.concurrency, env, trace,
+                                                                      self.journal_name))
             self.actor_names.append(name)
         return actors
 
@@ -399,7 +421,7 @@ def _merge(batch: list[Entry], records: list[dict[str, Any]]) -> list[Finished]:
             out.append((entry, bad_input_record(entry)))
             continue
         record = next(runs, None)
-        if record is None or record.get("line") != entry.line or record.get("id") != entry.id:
+        if record is None or record.get("line") != entry.line or record.get("id") != entry.record_id:
             raise ExecutorError(f"a worker answered line {entry.line} with another input's record")
         out.append((entry, record))
     if next(runs, None) is not None:

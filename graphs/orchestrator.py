@@ -72,8 +72,9 @@ class GraphOrchestrator:
         self._topology = Topology()
         self._plan: Plan | None = None
         self._limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
-        self._initialized = False
+        self._initialized = False  # False again after aclose(): the next run opens everything again
         self._init_lock: anyio.Lock | None = None
+        self._resources: list[AbstractAsyncContextManager[Any]] = []  # see `own`
         self._run_settings: dict[tuple[bool, float | None], RunSettings] = {}
         self._last_settings: RunSettings | None = None
         self._run_prefix = secrets.token_hex(4)
@@ -92,12 +93,23 @@ class GraphOrchestrator:
     # -- building -----------------------------------------------------------------------------
 
     async def initialize(self) -> None:
-        """Initialize every registered node (later ones are initialized as they register)."""
+        """Open what the orchestrator owns (`own`), then initialize every registered node (later
+        ones are initialized as they register). A run, `run_many` or `iter_runs` on an orchestrator
+        that is not initialized, or was closed, initializes it first."""
         if self._initialized:
             return
+        for resource in self._resources:
+            await resource.__aenter__()
         for node in self._topology.nodes.values():
             await node.initialize()
         self._initialized = True
+
+    def own(self, resource: AbstractAsyncContextManager[Any]) -> None:
+        """Open `resource` whenever the orchestrator opens, before its nodes initialize, and close it
+        after they close: what its nodes share, as a pipeline's `managers:`. It must be an async
+        context manager that can be entered again once it has exited, as an `LLMManager` can (and
+        then keeps its stats and budget)."""
+        self._resources.append(resource)
 
     async def register_node(self, node: Node) -> Node:
         self.add_node(node)
@@ -329,11 +341,17 @@ class GraphOrchestrator:
     # -- closing ------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close every node; the first error is raised after all have been closed."""
+        """Close every node, then what the orchestrator owns; the first error is raised after all
+        have been closed. Running it again opens them again."""
         errors: list[BaseException] = []
         for node in self._topology.nodes.values():
             try:
                 await node.aclose()
+            except Exception as exc:  # noqa: BLE001 - keep closing the others, then re-raise
+                errors.append(exc)
+        for resource in self._resources:
+            try:
+                await resource.__aexit__(None, None, None)
             except Exception as exc:  # noqa: BLE001 - keep closing the others, then re-raise
                 errors.append(exc)
         self._initialized = False

@@ -120,7 +120,10 @@ class Pipeline:
         # manager its nodes share. The pipeline owns them: its nodes only borrow them.
         self.manager_specs: dict[str, ManagerSpec] = {k: spec for k, (spec, _) in (managers or {}).items()}
         self.managers: dict[str, LLMManager] = {k: manager for k, (_, manager) in (managers or {}).items()}
-        self._closed = False
+        # Opened and closed with the orchestrator, so that any way of running it (its own `run`,
+        # `iter_runs`, ...) after `aclose` reopens them, as it reinitializes the nodes.
+        for manager in self.managers.values():
+            orchestrator.own(manager)
 
     @classmethod
     def from_yaml(
@@ -170,14 +173,12 @@ class Pipeline:
 
     # -- running ------------------------------------------------------------------------------
 
+    # A closed pipeline runs again: each of these opens it first, its managers' stats and budgets kept.
+
     async def run(self, inputs: RunInput, **kwargs: Any) -> RunResult:
-        if self._closed:
-            await self.initialize()
         return await self.orchestrator.run(inputs, **kwargs)
 
     async def run_many(self, inputs: Iterable[RunInput], concurrency: int = 16, **kwargs: Any) -> list[RunResult]:
-        if self._closed:
-            await self.initialize()
         return await self.orchestrator.run_many(inputs, concurrency, **kwargs)
 
     def iter_runs(
@@ -189,26 +190,11 @@ class Pipeline:
     async def initialize(self) -> None:
         """Open the shared managers (again, after `aclose`: their stats and budgets are kept), then
         initialize the nodes."""
-        for manager in self.managers.values():
-            await manager.__aenter__()
-        self._closed = False
         await self.orchestrator.initialize()
 
     async def aclose(self) -> None:
         """Close the nodes, then the shared managers; the first error is raised once all are closed."""
-        self._closed = True
-        errors: list[BaseException] = []
-        try:
-            await self.orchestrator.aclose()
-        except Exception as exc:  # noqa: BLE001 - the managers still close; re-raised below
-            errors.append(exc)
-        for manager in self.managers.values():
-            try:
-                await manager.aclose()
-            except Exception as exc:  # noqa: BLE001 - keep closing the others, then re-raise
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        await self.orchestrator.aclose()
 
     async def __aenter__(self) -> Pipeline:
         await self.initialize()

@@ -210,8 +210,10 @@ class RunReport:
                 row.fallbacks += id(a) in fell_back
 
     def _add_run(self, record: dict[str, Any], cost: Decimal) -> None:
-        where = (f"id {json.dumps(record['id'])}" if record.get("id") is not None
-                 else f"line {record['line']}" if "line" in record else f"#{record.get('index', self.runs - 1)}")
+        rid, line = record.get("id"), record.get("line")
+        # An input without an `id` field has its line number as its id: shown as the line it is.
+        where = (f"line {line}" if line is not None and (rid is None or (type(rid) is int and rid == line))
+                 else f"id {json.dumps(rid)}" if rid is not None else f"#{record.get('index', self.runs - 1)}")
         text = str(record.get("input") or "")
         summary = RunSummary(where, text if len(text) <= INPUT_CHARS else text[:INPUT_CHARS] + "…", cost,
                              float(record.get("wall_time") or 0.0), bool(record.get("ok", True)))

@@ -100,6 +100,8 @@ class LLMManagerNode(Node):
 
     async def initialize(self) -> None:
         if self.manager is not None:
+            if self._owns_manager:  # initialized again after aclose: the same manager, its stats and budget kept
+                await self.manager.__aenter__()
             return
         c = self.config
         if c.manager is not None:
@@ -184,8 +186,7 @@ class LLMManagerNode(Node):
 
     async def aclose(self) -> None:
         if self._owns_manager and self.manager is not None:  # a shared manager stays with its owner
-            manager, self.manager = self.manager, None
-            await manager.aclose()
+            await self.manager.aclose()  # kept, closed: `initialize` opens it again
 
     def get_stats(self) -> dict[str, Any]:
         stats = super().get_stats()

@@ -11,8 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from amaos_llm import ConfigError
-from graphs.batch import input_key, read_inputs, read_lines
-from graphs.batch_run import DoneInputs
+from graphs.batch import InputIds, read_inputs, read_lines
 from graphs.cli import app
 from nodes import Node, register_node_type
 from nodes.registry import _registered
@@ -95,7 +94,7 @@ def test_a_bad_line_stops_the_run_there_with_every_record_before_it_written(pipe
     assert result.exit_code == 1
     got = records(out)
     assert [r["line"] for r in got] == list(range(1, 11))
-    assert got[5] == {"index": 5, "line": 6, "input": None, "outputs": {}, "ok": False,
+    assert got[5] == {"index": 5, "line": 6, "id": 6, "input": None, "outputs": {}, "ok": False,
                       "errors": {"input": f"{inputs}:6: invalid JSON: Expecting value (column 11)"},
                       "cost": 0.0, "tokens": 0, "wall_time": 0.0, "llm": {}}
     assert sorted(CALLS) == ["x10", "x7", "x8", "x9"]
@@ -116,19 +115,42 @@ def test_skip_writes_an_error_record_for_each_bad_line_and_goes_on(pipeline, tmp
     assert "3 runs, 0 failed, 2 bad input lines, $0.000000" in result.stderr
 
 
-def test_resume_skips_the_inputs_already_answered_by_id_else_by_line(pipeline, tmp_path):
-    inputs = jsonl(tmp_path / "in.jsonl", ["one", {"input": "two", "id": "b"}, "three", {"input": "four", "id": 4}])
+def test_every_record_carries_its_inputs_id_field_else_its_line_number(pipeline, tmp_path):
+    inputs = jsonl(tmp_path / "in.jsonl", ["one", {"input": "two", "id": "b"}, Raw(""), {"input": "four", "id": [4]},
+                                           Raw("{"), {"input": "six"}])
     out = tmp_path / "out.jsonl"
-    # Answered before: line 1, and id "b". Line 4's id is 4, so a record for *line* 4 does not answer it.
-    jsonl(out, [{"index": 0, "line": 1, "input": "one", "ok": True}, {"line": 2, "id": "b", "ok": True},
-                {"line": 4, "ok": True}])
+    result = run(str(pipeline), "--inputs", str(inputs), "--output", str(out), "--on-bad-input", "skip")
+    assert result.exit_code == 1  # the bad line
+    assert [(r["line"], r["id"]) for r in records(out)] == [(1, 1), (2, "b"), (4, [4]), (5, 5), (6, 6)]
+
+
+def test_resume_skips_the_inputs_whose_ids_are_already_answered(pipeline, tmp_path):
+    inputs = jsonl(tmp_path / "in.jsonl", ["one", {"input": "two", "id": "b"}, {"input": "three", "id": "c"},
+                                           {"input": "four", "id": 4}, "five", {"input": "six", "id": "6"}])
+    out = tmp_path / "out.jsonl"
+    # Answered before: ids 1 (line 1 has no id field), "b", 4 (line 4's `id` field) and 6, which is line
+    # 6's number but not its id: that is "6", a string.
+    jsonl(out, [{"index": 0, "line": 1, "id": 1, "ok": True}, {"line": 2, "id": "b", "ok": True},
+                {"line": 4, "id": 4, "ok": True}, {"line": 6, "id": 6, "ok": True}])
+    result = run(str(pipeline), "--inputs", str(inputs), "--output", str(out), "--resume")
+    assert result.exit_code == 0, result.output
+    assert sorted(CALLS) == ["five", "six", "three"]
+    got = records(out)
+    assert [(r["line"], r["id"], r.get("output")) for r in got[4:]] == [(3, "c", "THREE"), (5, 5, "FIVE"),
+                                                                       (6, "6", "SIX")]
+    assert "3 runs, 0 failed, 4 already in" in result.stderr
+
+
+def test_resume_reads_records_written_before_each_carried_an_id(pipeline, tmp_path):
+    """Older records named an input without an `id` field by its `line` alone: the same id."""
+    inputs = jsonl(tmp_path / "in.jsonl", ["one", {"input": "two", "id": "b"}, "three", {"input": "four", "id": 9}])
+    out = jsonl(tmp_path / "out.jsonl", [{"index": 0, "line": 1, "input": "one", "ok": True},
+                                         {"index": 1, "line": 2, "id": "b", "ok": True},
+                                         {"index": 3, "line": 4, "ok": True}])  # line 4's id is 9: not this one
     result = run(str(pipeline), "--inputs", str(inputs), "--output", str(out), "--resume")
     assert result.exit_code == 0, result.output
     assert sorted(CALLS) == ["four", "three"]
-    got = records(out)
-    assert [(r["line"], r.get("id"), r.get("output")) for r in got] == [
-        (1, None, None), (2, "b", None), (4, None, None), (3, None, "THREE"), (4, 4, "FOUR")]
-    assert "2 runs, 0 failed, 3 already in" in result.stderr
+    assert [(r["line"], r.get("id")) for r in records(out)] == [(1, None), (2, "b"), (4, None), (3, 3), (4, 9)]
 
 
 def test_resume_cuts_a_half_written_last_line_and_runs_its_input_again(pipeline, tmp_path):
@@ -208,6 +230,19 @@ def test_validate_inputs_reports_every_bad_line_and_ids_given_twice(tmp_path):
     ]
 
 
+def test_validate_inputs_warns_of_an_id_equal_to_the_number_of_a_line_without_one(tmp_path):
+    inputs = jsonl(tmp_path / "in.jsonl", ["a", {"input": "b", "id": 1}, {"input": "c", "id": 5}, "d", "e",
+                                           {"input": "f", "id": "4"}])
+    result = CliRunner().invoke(app, ["validate", "--inputs", str(inputs)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"warning: {inputs}:2: id 1 is also the id of line 1, which has none (a line without an id is known by "
+        "its number); --resume would skip one of them",
+        f"warning: {inputs}:5: a line without an id is known by its number, 5, which is also the id of line 3; "
+        "--resume would skip one of them",
+    ]
+
+
 def test_validate_inputs_says_ok_with_the_count(tmp_path):
     inputs = jsonl(tmp_path / "in.jsonl", ["a", {"input": "b", "temperature": 0.5}])
     result = CliRunner().invoke(app, ["validate", "--inputs", str(inputs)])
@@ -227,11 +262,16 @@ def test_validate_checks_a_pipeline_and_its_inputs_together(pipeline, tmp_path):
     assert result.stdout.splitlines() == ["ok: pipeline 'echo': 1 nodes, 0 edges", "ok: inputs: 1 line"]
 
 
-def test_done_inputs_know_line_numbers_across_the_bitmap_growing_and_ids_apart():
-    done = DoneInputs()
+def test_input_ids_keep_line_numbers_as_bits_across_growth_and_other_ids_apart_by_json():
+    ids = InputIds()
     lines = range(1, 5000, 7)
     for n in lines:
-        done.add(("line", n))
-    done.add(input_key("7", 1))
-    assert [n for n in range(5001) if ("line", n) in done] == list(lines)
-    assert (input_key("7", 2) in done, input_key(7, 2) in done, done.count) == (True, False, len(lines) + 1)
+        ids.add(n)
+    for other in ("7", [1, 2], {"b": 1, "a": 2}, 1 << 40, True, 2.0):
+        ids.add(other)
+    assert [n for n in range(5001) if n in ids] == list(lines)
+    assert ("7" in ids, [1, 2] in ids, {"a": 2, "b": 1} in ids, 1 << 40 in ids, True in ids, 2.0 in ids) == (
+        True, True, True, True, True, True)
+    assert ("8" in ids, 14 in ids, 1 in ids, 2 in ids, (1 << 40) + 1 in ids, ids.count) == (
+        False, False, True, False, False, len(lines) + 6)
+    assert False not in ids and 0 not in ids  # `true` is not the id 1, nor `false` 0

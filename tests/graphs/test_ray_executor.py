@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import os
 import re
 import shutil
@@ -16,7 +15,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,17 +37,6 @@ from tests.support.fakes import OpenAIFake  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 KEY_ENV = "AMAOS_TEST_RAY_KEY"
 PRICE = Decimal("0.001")  # per 1k input and output tokens: every record has a cost to add up
-
-
-@pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
-    """One local Ray for the session, on 127.0.0.1, with this checkout's code for its workers."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             runtime_env=executors._code_runtime_env(), logging_level=logging.WARNING, configure_logging=False)
-    address = ray.get_runtime_context().gcs_address
-    assert address.startswith("127.0.0.1:"), address
-    yield address
-    ray.shutdown()
 
 
 @pytest.fixture
@@ -143,17 +130,23 @@ def test_a_worker_killed_mid_job_is_restarted_and_each_input_is_still_written_on
     pipeline = load_pipeline(job["pipeline"])
     executor = RayExecutor(workers=2, batch_size=25, concurrency=8)
     killed: list[str] = []
+    journaled: list[int] = []  # how many records the job's journal held, now and then
 
     def kill_a_worker(record: dict) -> None:
         if record["index"] == 200 and not killed:
             name = executor.actor_names[0]
             ray.kill(ray.get_actor(name), no_restart=False)  # as a crash: Ray restarts it and re-runs its batches
             killed.append(name)
+        if record["index"] % 50 == 49:
+            assert executor.journal_name is not None
+            journaled.append(ray.get(ray.get_actor(executor.journal_name).size.remote()))
 
     summary = anyio.run(lambda: run_batch(pipeline, job["inputs"], job["out"], 8, executor=executor,
                                           on_record=kill_a_worker))
     assert killed and summary.runs == n and summary.failed == 0
     assert_each_input_once_in_order(job["out"], n)
+    # The journal keeps the batches in flight only (two per worker): the driver drops what it has.
+    assert len(journaled) == n // 50 and max(journaled) <= 2 * 2 * 25, journaled
 
 
 def test_resume_after_ctrl_c_finishes_the_job_with_each_input_once(job, ray_address, openai_fake):
@@ -190,7 +183,8 @@ def test_resume_after_ctrl_c_finishes_the_job_with_each_input_once(job, ray_addr
 
 
 def test_bad_lines_are_error_records_in_place_or_stop_the_job_there(job):
-    lines = [json.dumps({"input": f"item {i}", "id": f"k{i}"}) for i in range(30)]
+    # Half the inputs have no `id` field: --resume knows them by their line numbers, their ids.
+    lines = [json.dumps({"input": f"item {i}", **({"id": f"k{i}"} if i % 2 else {})}) for i in range(30)]
     lines[12] = '{"input": '
     job["inputs"].write_text("\n".join(lines) + "\n")
     args = [str(job["pipeline"]), "--inputs", str(job["inputs"]), "--output", str(job["out"]),
@@ -203,6 +197,7 @@ def test_bad_lines_are_error_records_in_place_or_stop_the_job_there(job):
     assert skipped.exit_code == 1  # a bad line is a failure
     got = records(job["out"])
     assert [r["line"] for r in got] == list(range(1, 31)) and [r["ok"] for r in got].count(False) == 1
+    assert [r["id"] for r in got] == [f"k{i}" if i % 2 else i + 1 for i in range(30)]
     assert "invalid JSON" in got[12]["errors"]["input"]
 
 
@@ -211,11 +206,12 @@ def test_run_many_gives_the_same_records_on_both_executors(job):
     inputs = [json.loads(line) for line in job["inputs"].read_text().splitlines()]
 
     def comparable(rs: list[dict]) -> list[tuple]:
-        return [(r["line"], r.get("id"), r["output"], r["cost_usd"], r["tokens"]) for r in rs]
+        return [(r["line"], r["id"], r["output"], r["cost_usd"], r["tokens"]) for r in rs]
 
     local = anyio.run(LocalExecutor(4).run_many, load_pipeline(job["pipeline"]), inputs)
     on_ray = anyio.run(RayExecutor(batch_size=7).run_many, load_pipeline(job["pipeline"]), inputs)
-    assert comparable(on_ray) == comparable(local) and [r["line"] for r in local] == list(range(1, 41))
+    assert comparable(on_ray) == comparable(local)
+    assert [(r["line"], r["id"]) for r in local] == [(n, n) for n in range(1, 41)]  # no id field: the position
 
 
 def test_more_than_one_worker_refuses_a_pipeline_that_needs_shared_state(job, monkeypatch):

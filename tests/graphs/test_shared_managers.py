@@ -80,6 +80,41 @@ async def test_the_shared_manager_closes_with_the_pipeline_and_reopens_with_its_
     assert len(openai_fake.requests) == 8
 
 
+async def test_iter_runs_on_a_closed_pipeline_reopens_its_managers_with_their_state(tmp_path, models, openai_fake):
+    pipeline = load_pipeline(write(tmp_path / "p.yaml", SHARED))
+    async with pipeline:
+        await pipeline.run("three words here")
+    async with pipeline.iter_runs(["three words here"] * 3, 2) as runs:  # closed: reopened, as run() does
+        results = [run async for _, run in runs]
+    assert [r.ok for r in results] == [True] * 3 and not results[0].errors
+    await pipeline.aclose()
+    async with pipeline.orchestrator.iter_runs(["three words here"], 1) as runs:  # the orchestrator's too
+        assert [r.ok async for _, r in runs] == [True]
+    await pipeline.aclose()
+    assert pipeline.managers["cloud"].get_stats()["budget"]["spent"] == 5 * D("0.013")
+    assert len(openai_fake.requests) == 10
+
+
+async def test_a_closed_orchestrator_runs_again_with_its_nodes_own_managers_and_their_stats(tmp_path, models):
+    from graphs import GraphOrchestrator
+    from nodes import LLMManagerNode
+
+    orchestrator = GraphOrchestrator()
+    node = await orchestrator.register_node(LLMManagerNode("llm", config={"config_path": str(models)}))
+    async with orchestrator:
+        assert (await orchestrator.run("three words here")).ok
+    manager = node.manager
+    for again in range(2):  # after aclose: iter_runs, then run, each reopening the same manager
+        if again:
+            assert (await orchestrator.run("three words here")).ok
+        else:
+            async with orchestrator.iter_runs(["three words here"], 1) as runs:
+                assert [r.ok async for _, r in runs] == [True]
+        await orchestrator.aclose()
+        assert node.manager is manager
+    assert manager is not None and manager.get_stats()["calls"] == 3
+
+
 def test_cli_overrides_reach_every_entry_and_nodes_naming_one_keep_none(tmp_path, models):
     other = write(tmp_path / "other.yaml", models.read_text())
     pipeline = load_pipeline(write(tmp_path / "p.yaml", SHARED), local_only=True, config_path=other)

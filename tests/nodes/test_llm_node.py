@@ -106,8 +106,12 @@ async def test_initialize_builds_the_manager_from_config_path(tmp_path):
     await node.initialize()
     assert [m.name for m in node.manager.list_models()] == ["fake"]
     assert (node.manager.config.routing.local_only, node.manager.config.routing.enable_fallback) == (True, False)
-    await node.aclose()
-    assert node.manager is None
+    manager = node.manager
+    await node.aclose()  # the manager it built is closed, and kept for the next initialize
+    assert node.manager is manager and (await node.handle(task(Payload(prompt="hi")))).error.endswith(
+        "the manager is closed")
+    await node.initialize()
+    assert node.manager is manager
 
 
 async def test_a_shared_manager_is_not_closed_by_the_node():

@@ -270,7 +270,7 @@ class TelemetryConfig(BaseModel):
 
 
 class StateConfig(BaseModel):
-    """Where budgets and rate-limit windows live: this process, or a Redis shared by a fleet."""
+    """Where budgets, circuit breakers and the result cache live: this process, or a Redis shared by a fleet."""
 
     model_config = ConfigDict(extra="forbid")
 

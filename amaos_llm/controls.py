@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import random
 
     from amaos_llm.batch import BatchResult
+    from amaos_llm.breakers import SharedBreakers
     from amaos_llm.config_report import ConfigReport
     from amaos_llm.health import Health
     from amaos_llm.pricing import PriceBook
@@ -48,6 +49,7 @@ class ManagerControls:
     _rng: random.Random
     _version: int
     _spending: Spending
+    _breakers: SharedBreakers | None
 
     _closed: bool
     _digest: tuple[int, str] | None = None
@@ -221,8 +223,12 @@ class ManagerControls:
         await self._health.reset(models_named(list(self._models.values()), name))
 
     def reset_circuit_breaker(self, name: str) -> None:
-        """Close the model's circuit breakers and Retry-After windows."""
-        self._targets.reset_breakers(self._spec(name))
+        """Close the model's circuit breakers and Retry-After windows (shared breakers: for every
+        manager on the store, from this one's next send to the model)."""
+        spec = self._spec(name)
+        self._targets.reset_breakers(spec)
+        if self._breakers is not None:
+            self._breakers.reset(self._targets.built(spec.name))
 
     def _spec(self, name: str) -> ModelSpec:
         spec = self._models.get(name)

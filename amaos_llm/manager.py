@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from amaos_llm.balancing import Balancer, Load
+from amaos_llm.breakers import shared_breakers
 from amaos_llm.budget import Budget
 from amaos_llm.cache import ResultCache, SharedResultCache, cache_key
 from amaos_llm.call_state import CallOptions, CallState, call_options
@@ -120,6 +121,7 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
         store = state_store or make_store(config.state, clock)
         # a store that keeps results too (Redis) shares the cache across the fleet
         self._shared_cache = SharedResultCache(store, cache.ttl) if hasattr(store, "cache_get") else None
+        self._breakers = shared_breakers(store, clock, given=state_store is not None)  # None: kept per target
         self._spending = Spending(self._prices, clock, store,
                                   budget_usd if budget_usd is not None else config.budget_usd, config.budget_key,
                                   config.state.on_error)
@@ -279,6 +281,8 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
         max_tokens = call.options.max_tokens
         waited = 0.0
         while True:
+            if self._breakers is not None and self._breakers.open:  # shared breakers this copy holds open
+                await self._breakers.refresh_open()
             models = list(self._models.values())
             if call.options.only is not None:
                 models = [m for m in models if m.name in call.options.only]
@@ -363,6 +367,8 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
             block = self._gate(call, spec, target, request.max_tokens, bool(retry or reasks or dropped))
             if block is None and (call.spend is not None or spec.rpm or spec.tpm):
                 block = await self._spending.admit(call, spec, call.prompt(), request.max_tokens, clock)
+            if block is None and self._breakers is not None:  # the fleet's breaker: ≤ 1 s old, its one probe
+                block = await self._breakers.admit(target, max(timeout, load_timeout or 0.0))
             if block is not None:
                 self._record(call, spec, target, None, "skipped", 0.0, block[0])
                 if block[1] is not None:
@@ -404,7 +410,10 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
                 raise
             else:
                 latency = clock() - t0
-                breaker.record_success()
+                if self._breakers is None:
+                    breaker.record_success()
+                else:
+                    await self._breakers.succeeded(target)
                 target.observe(latency, clock())
                 load.observe(spec.name, latency)
                 usage, cost = self._bill(spec, reply, call)
@@ -435,6 +444,8 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
             timed_out = isinstance(error, ProviderTimeout)
             if timed_out and limit < budget:  # the call's deadline cut this attempt, not the model's slowness
                 breaker.record_inconclusive()
+                if self._breakers is not None:
+                    await self._breakers.inconclusive(target)
                 self._record(call, spec, target, env, "timeout", latency, "deadline")
                 raise DeadlineExceeded(call.attempts, "deadline exceeded")
             loading = timed_out and cold  # a cold server still loading the model, not a slow reply
@@ -575,8 +586,14 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
         breaker = target.breaker
         if rotate or not error.breaker_failure:
             breaker.record_inconclusive()
-        elif breaker.record_failure():
-            self._stats.model(spec.name).breaker_opens += 1
+            if self._breakers is not None:
+                await self._breakers.inconclusive(target)
+        else:
+            opened = breaker.record_failure()
+            if self._breakers is not None:  # the fleet's record counts it too, and says whether it opened
+                opened = await self._breakers.failed(target, opened)
+            if opened:
+                self._stats.model(spec.name).breaker_opens += 1
         paid = getattr(error, "usage", None)  # what a stream cut mid-way had reported using
         usage, cost = self._bill(spec, paid, call) if paid is not None else (None, None)
         if usage is not None and (call.spend is not None or call.rate_ticket is not None):

@@ -13,6 +13,10 @@ is not thread-safe: use it from one event loop. A Redis store will pass the same
 
 Call points: `reserve(key, amount, limit, *, window_s=None) -> Reservation | None`,
 `settle(reservation, actual)`, `release(reservation)`, `usage(key) -> Ledger`, `wait(key, timeout)`.
+
+A store also keeps circuit breakers for the managers that share it (`amaos_llm.breakers`):
+`breaker_state(key)`, `breaker_probe(key, token, ttl)`, `breaker_record(key, outcome, ...)`, each one
+atomic step of `resilience.shared_breaker.SharedBreakerRecord`, answering a `BreakerView`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from decimal import Decimal
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import anyio
+
+from amaos_llm.resilience.shared_breaker import BreakerOutcome, BreakerView, SharedBreakerRecord
 
 _ZERO = Decimal(0)
 
@@ -78,6 +84,21 @@ class StateStore(Protocol):
         True if one closed."""
         ...
 
+    async def breaker_state(self, key: str) -> BreakerView: ...
+
+    async def breaker_probe(self, key: str, token: str, ttl: float) -> BreakerView:
+        """Take the half-open slot for `token` (held for `ttl` s at most), if half-open and free."""
+        ...
+
+    async def breaker_record(
+        self, key: str, outcome: BreakerOutcome, *, token: str = "", threshold: int = 1, reset_after: float = 0.0,
+        force: bool = False,
+    ) -> BreakerView:
+        """A send's outcome: a success closes the breaker; a failure counts, opening it at
+        `threshold` failures, with `force`, or when it is the failed probe of `token`; an
+        inconclusive send frees the slot `token` holds."""
+        ...
+
 
 @dataclass(slots=True)
 class _Counter:
@@ -100,6 +121,7 @@ class MemoryStore:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._counters: dict[str, _Counter] = {}
+        self._breakers: dict[str, SharedBreakerRecord] = {}
         self._ids = itertools.count(1)
         self._clock = clock
 
@@ -184,6 +206,29 @@ class MemoryStore:
             await event.wait()
             return True
         return False
+
+    def _breaker(self, key: str) -> SharedBreakerRecord:
+        record = self._breakers.get(key)
+        if record is None:
+            record = self._breakers[key] = SharedBreakerRecord()
+        return record
+
+    async def breaker_state(self, key: str) -> BreakerView:
+        return self._breaker(key).view(self._clock())
+
+    async def breaker_probe(self, key: str, token: str, ttl: float) -> BreakerView:
+        return self._breaker(key).take_probe(self._clock(), token, ttl)
+
+    async def breaker_record(
+        self, key: str, outcome: BreakerOutcome, *, token: str = "", threshold: int = 1, reset_after: float = 0.0,
+        force: bool = False,
+    ) -> BreakerView:
+        record, now = self._breaker(key), self._clock()
+        if outcome == "success":
+            return record.succeed(now)
+        if outcome == "inconclusive":
+            return record.release(now, token)
+        return record.fail(now, threshold=threshold, reset_after=reset_after, token=token, force=force)
 
 
 

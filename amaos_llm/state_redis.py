@@ -16,6 +16,10 @@ script, atomic on the server, one round trip:
 
 All keys of one ledger share a hash tag (`{key}`), so they live on one Redis Cluster slot.
 A Redis that cannot be reached raises `StateStoreError`, naming the URL (never its password).
+
+Circuit breakers (`resilience.shared_breaker`, transcribed into Lua): a hash `{failures, open_until}`
+per breaker and, beside it under the same hash tag, the half-open probe's slot, taken with
+`SET NX PX` (one probe for the whole fleet, freed by itself after the probe's timeout).
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 
 from amaos_llm.errors import ConfigError, StateStoreError
-from amaos_llm.state import Ledger, Reservation
+from amaos_llm.state import BreakerOutcome, BreakerView, Ledger, Reservation
 
 NANO = Decimal("1e-9")
 HOLD_TTL = 900.0  # s a reservation may stay open before it counts as a dead worker's
+BREAKER_TTL = 86_400.0  # s a breaker's record outlives its last failure (a day-old count is history)
 WAIT_POLL = 0.02  # s between looks while waiting for a reservation on a key to close
 
 # Reclaim expired holds (into :expired, so a late settle still charges once) and drop windowed
@@ -112,6 +117,54 @@ return {redis.call('HGET', KEYS[1], 'spent') or '0', redis.call('HGET', KEYS[1],
 """
 
 
+# A breaker's record: KEYS[1] the hash {failures, open_until (ms)}, KEYS[2] the probe's slot; ARGV[1] now
+# (ms). Each script answers view(changed): {failures, ms until it reopens (-1: closed), slot taken, changed}.
+_BREAKER_VIEW = """
+local t = redis.call('TIME')
+local now = ARGV[1] ~= '' and tonumber(ARGV[1]) or (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local function view(changed)
+  local f = redis.call('HMGET', KEYS[1], 'failures', 'open_until')
+  local left = -1
+  if f[2] then left = math.max(0, tonumber(f[2]) - now) end
+  return {tonumber(f[1] or '0'), left, redis.call('EXISTS', KEYS[2]), changed}
+end
+"""
+
+_BREAKER_STATE = _BREAKER_VIEW + "return view(0)"
+
+# ARGV: now, token, ttl ms
+_BREAKER_PROBE = _BREAKER_VIEW + """
+local open_until = redis.call('HGET', KEYS[1], 'open_until')
+if open_until and now >= tonumber(open_until) and redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return view(1)
+end
+return view(0)
+"""
+
+# ARGV: now, outcome, token, threshold, reset ms, force (0/1), the record's ttl ms
+_BREAKER_RECORD = _BREAKER_VIEW + """
+local outcome, token = ARGV[2], ARGV[3]
+if outcome == 'success' then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return view(0)
+end
+if outcome == 'inconclusive' then
+  if token ~= '' and redis.call('GET', KEYS[2]) == token then redis.call('DEL', KEYS[2]) end
+  return view(0)
+end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+if redis.call('HEXISTS', KEYS[1], 'open_until') == 1 then
+  if token == '' then return view(0) end
+elseif failures < tonumber(ARGV[4]) and ARGV[6] ~= '1' then
+  return view(0)
+end
+redis.call('HSET', KEYS[1], 'open_until', string.format('%d', now + tonumber(ARGV[5])))
+redis.call('DEL', KEYS[2])
+return view(1)
+"""
+
+
 def to_units(amount: Decimal) -> int:
     """Decimal dollars → integer nano-dollars, rounded up (a shared ledger never under-counts)."""
     return int((amount / NANO).to_integral_value(rounding=ROUND_CEILING))
@@ -172,8 +225,9 @@ class RedisStateStore:
             )
             self._client = aioredis.Redis(connection_pool=pool)
             self._failures = (aioredis.RedisError, OSError)
-            self._scripts = {name: self._client.register_script(body)
-                             for name, body in (("reserve", _RESERVE), ("close", _CLOSE), ("usage", _USAGE))}
+            scripts = (("reserve", _RESERVE), ("close", _CLOSE), ("usage", _USAGE), ("breaker_state", _BREAKER_STATE),
+                       ("breaker_probe", _BREAKER_PROBE), ("breaker_record", _BREAKER_RECORD))
+            self._scripts = {name: self._client.register_script(body) for name, body in scripts}
         return self._client
 
     def _keys(self, key: str) -> list[str]:
@@ -183,10 +237,10 @@ class RedisStateStore:
     def _now(self) -> str:
         return "" if self._clock is None else str(math.floor(self._clock() * 1000))
 
-    async def _run(self, script: str, key: str, *args: Any) -> Any:
+    async def _run(self, script: str, key: str, *args: Any, keys: list[str] | None = None) -> Any:
         self._redis()
         try:
-            return await self._scripts[script](keys=self._keys(key), args=[self._now(), *args])
+            return await self._scripts[script](keys=keys or self._keys(key), args=[self._now(), *args])
         except self._failures as exc:
             raise self._error(exc) from exc
 
@@ -228,6 +282,24 @@ class RedisStateStore:
             if now_closes != closes:
                 return True
         return False
+
+    async def _breaker(self, script: str, key: str, *args: Any) -> BreakerView:
+        base = f"{self.prefix}{{{key}}}"  # the record and its probe slot on one cluster slot
+        failures, left, probing, changed = await self._run(script, key, *args, keys=[base, base + ":probe"])
+        return BreakerView(int(failures), None if left < 0 else left / 1000, bool(probing), bool(changed))
+
+    async def breaker_state(self, key: str) -> BreakerView:
+        return await self._breaker("breaker_state", key)
+
+    async def breaker_probe(self, key: str, token: str, ttl: float) -> BreakerView:
+        return await self._breaker("breaker_probe", key, token, max(1, math.ceil(ttl * 1000)))
+
+    async def breaker_record(
+        self, key: str, outcome: BreakerOutcome, *, token: str = "", threshold: int = 1, reset_after: float = 0.0,
+        force: bool = False,
+    ) -> BreakerView:
+        return await self._breaker("breaker_record", key, outcome, token, threshold,
+                                   math.floor(reset_after * 1000), int(force), math.floor(BREAKER_TTL * 1000))
 
     async def cache_get(self, key: str) -> bytes | None:
         """A shared result-cache entry (`cache.SharedResultCache`), or None."""

@@ -14,7 +14,14 @@ loading the pipeline, the first batch), the steady rate (records after the first
 after it) and its time per input, and the whole job's wall time. The Ray overhead per input is
 (Ray's steady time per input − the local one's) at the same concurrency; the target is ≤ 1 ms.
 
-    python -m bench.scaleout [--quick] [--count N] [--concurrency C]
+`store` (`bench/store_costs.py`): what the Redis state store shared by such workers costs, against
+a loopback redis-server the bench starts and stops: budget reserve + settle p50/p99 on Redis vs
+memory, and the time a budgeted `complete()` adds on Redis (target ≤ 0.5 ms p50).
+
+    python -m bench.scaleout [--quick] [--count N] [--concurrency C] [--sides local,ray1,ray2,store]
+
+The figures go to stdout (one JSON line) and to bench/results/scaleout.json (`--quick`:
+scaleout-quick.json), with a short table beside it (.md).
 
 Run from the repository root with the project's venv (`.venv/bin/python`, the `ray` extra). The
 machine's core count and load average are printed with the figures: on a 2-core machine one core
@@ -40,6 +47,7 @@ from bench.setups import KEY, MODEL
 from bench.timing import emit, value
 
 DELAY = 0.02  # seconds per call, as a fast model's reply
+RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 64
 
 
@@ -108,17 +116,7 @@ def measure(side: str, pipeline_path: Path, inputs: Path, out: Path, concurrency
             "wall": value(wall, "s")}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--count", type=int)
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
-    if args.serve:
-        asyncio.run(serve())
-        return
-    count = args.count or (1000 if args.quick else 4000)
+def executors(sides: list[str], count: int, concurrency: int) -> dict[str, Any]:
     server = subprocess.Popen([sys.executable, "-m", "bench.scaleout", "--serve"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -126,17 +124,72 @@ def main() -> None:
         url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
         with tempfile.TemporaryDirectory(prefix="scaleout-") as folder:
             pipeline, inputs = _job(Path(folder), url, count)
-            results = {side: measure(side, pipeline, inputs, Path(folder) / f"{side}.jsonl", args.concurrency)
-                       for side in ("local", "ray1", "ray2")}
+            results = {side: measure(side, pipeline, inputs, Path(folder) / f"{side}.jsonl", concurrency)
+                       for side in sides}
     finally:
         assert server.stdin is not None
         server.stdin.close()
         server.wait(10)
-    local = results["local"]["per_input"]["median"]
-    emit({"benchmark": "scaleout", "cores": os.cpu_count(), "load_average": os.getloadavg(),
-          "delay_ms": DELAY * 1e3, "concurrency_per_worker": args.concurrency, "batch_size": BATCH, **results,
-          "ray1_overhead_per_input": value(results["ray1"]["per_input"]["median"] - local, "ms"),
-          "ray2_speedup": value(local / results["ray2"]["per_input"]["median"], "x")})
+    if "local" in results:
+        local = results["local"]["per_input"]["median"]
+        if "ray1" in results:
+            results["ray1_overhead_per_input"] = value(results["ray1"]["per_input"]["median"] - local, "ms")
+        if "ray2" in results:
+            results["ray2_speedup"] = value(local / results["ray2"]["per_input"]["median"], "x")
+    return results
+
+
+def table(result: dict[str, Any]) -> str:
+    """The figures as a short markdown table, saved beside the JSON."""
+    rows = [f"# scaleout ({result['mode']}, {result['cores']} cores, load {result['load_average'][0]:.2f})", "",
+            "| figure | median | p99 |", "|---|---|---|"]
+    for side in ("local", "ray1", "ray2"):
+        if side in result:
+            r = result[side]
+            rows.append(f"| {side}: per input (start-up {r['startup']['median']:.2f} s) | "
+                        f"{r['per_input']['median']:.3f} ms | |")
+    for name, unit in (("ray1_overhead_per_input", "ms"), ("ray2_speedup", "x")):
+        if name in result:
+            rows.append(f"| {name} | {result[name]['median']:.3f} {unit} | |")
+    store = result.get("store")
+    if store is not None:
+        for figure in ("reserve_settle", "budgeted_call", "unbudgeted_call"):
+            for side, m in store[figure].items():
+                rows.append(f"| {figure}, {side} | {m['median']:.1f} us | {m['p99']:.1f} us |")
+        for name in ("budgeted_call_redis_over_memory", "unbudgeted_call_redis_over_memory"):
+            m = store[name]
+            rows.append(f"| {name} | {m['median']:.3f} ms (repeats {m['noise'][0]:.3f}–{m['noise'][1]:.3f}) | |")
+    return "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--count", type=int)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--sides", default="local,ray1,ray2,store")
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve())
+        return
+    sides = args.sides.split(",")
+    count = args.count or (1000 if args.quick else 4000)
+    result: dict[str, Any] = {"benchmark": "scaleout", "mode": "quick" if args.quick else "full",
+                              "cores": os.cpu_count(), "delay_ms": DELAY * 1e3,
+                              "concurrency_per_worker": args.concurrency, "batch_size": BATCH}
+    ray_sides = [side for side in sides if side != "store"]
+    if ray_sides:
+        result.update(executors(ray_sides, count, args.concurrency))
+    if "store" in sides:
+        from bench.store_costs import store_costs
+
+        result["store"] = asyncio.run(store_costs(args.quick))
+    result["load_average"] = os.getloadavg()
+    name = "scaleout-quick" if args.quick else "scaleout"
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(table(result))
+    emit(result)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,24 @@ class CircuitBreaker:
             return None
         return max(0.0, self.reset_after - (self._clock() - self._opened_at))
 
+    def is_closed(self) -> bool:
+        return self._opened_at is None
+
+    def is_clean(self) -> bool:
+        """Closed with no failure counted: a success would change nothing."""
+        return self._opened_at is None and not self._failures
+
+    def adopt(self, failures: int, reopens_in: float | None, probing: bool = False) -> None:
+        """Take a state read elsewhere (the fleet's, kept by a state store: `amaos_llm.breakers`) as
+        this breaker's: `failures` counted; closed (`reopens_in` None), or open for `reopens_in`
+        more seconds (0: half-open), with this process's probe out or not. Only durations cross
+        over, so the other side's clock never meets this one."""
+        self._failures = failures
+        if reopens_in is None:
+            self._opened_at, self._probing = None, False
+        else:
+            self._opened_at, self._probing = self._clock() - (self.reset_after - reopens_in), probing
+
     def before_call(self) -> None:
         """Mark the single half-open probe as taken, so concurrent callers don't pile on."""
         if self._opened_at is not None:

@@ -18,6 +18,7 @@ from amaos_llm.resilience.breaker import CircuitBreaker
 from amaos_llm.resilience.window import RetryAfterWindow
 
 if TYPE_CHECKING:
+    from amaos_llm.breakers import Link
     from amaos_llm.providers.base import Provider
     from amaos_llm.selection import Candidate
 
@@ -65,7 +66,7 @@ class Target:
     """One URL of one model."""
 
     __slots__ = ("spec", "url", "keys", "key_index", "breaker", "window", "providers", "in_flight", "ewma",
-                 "warm", "last_success", "init_failures", "init_next_at", "last_error", "healthy")
+                 "warm", "last_success", "init_failures", "init_next_at", "last_error", "healthy", "shared")
 
     def __init__(self, spec: ModelSpec, url: str | None, breaker: CircuitBreaker, window: RetryAfterWindow) -> None:
         self.spec = spec  # the model's spec, narrowed to this URL (providers read one base_url)
@@ -82,6 +83,7 @@ class Target:
         self.init_next_at = 0.0
         self.last_error: str | None = None
         self.healthy: bool | None = None  # from the last health check or send
+        self.shared: Link | None = None  # its tie to a breaker shared through the state store (`amaos_llm.breakers`)
 
     def take_clients(self) -> list[Provider]:
         """Its providers that hold a client, removed (for the caller to close; built again on use).

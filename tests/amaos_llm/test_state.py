@@ -10,7 +10,7 @@ from decimal import Decimal
 import anyio
 import pytest
 
-from amaos_llm.state import Ledger, MemoryStore, StateStore
+from amaos_llm.state import BreakerView, Ledger, MemoryStore, StateStore
 from amaos_llm.state_redis import RedisStateStore
 
 pytestmark = pytest.mark.anyio
@@ -165,3 +165,93 @@ async def test_wait_wakes_when_a_reservation_on_the_key_closes(h: Harness) -> No
 async def test_wait_gives_up_after_the_timeout(h: Harness) -> None:
     with anyio.fail_after(1):
         assert await h.store.wait("k", timeout=0.01) is False
+
+
+# -- shared circuit breakers: one record per target, the same steps on every store ------------------
+
+CLOSED = BreakerView(0, None, False)
+
+
+async def fail(h: Harness, key: str = "b", *, token: str = "", force: bool = False) -> BreakerView:
+    return await h.store.breaker_record(key, "failure", threshold=3, reset_after=30, token=token, force=force)
+
+
+async def opened(h: Harness, key: str = "b") -> None:
+    for _ in range(3):
+        await fail(h, key)
+    h.advance(30)  # half-open from here
+
+
+async def test_a_breaker_nobody_reported_on_is_closed(h: Harness) -> None:
+    assert await h.store.breaker_state("b") == CLOSED
+
+
+async def test_the_threshold_failure_opens_the_breaker_for_its_reset(h: Harness) -> None:
+    assert [await fail(h), await fail(h)] == [BreakerView(1, None, False), BreakerView(2, None, False)]
+    assert await fail(h) == BreakerView(3, 30.0, False, changed=True)
+    h.advance(10)
+    assert await h.store.breaker_state("b") == BreakerView(3, 20.0, False)
+    assert await h.store.breaker_state("other") == CLOSED
+
+
+async def test_force_opens_before_the_threshold(h: Harness) -> None:
+    assert await fail(h, force=True) == BreakerView(1, 30.0, False, changed=True)
+
+
+async def test_a_failure_while_open_counts_but_does_not_extend_it(h: Harness) -> None:
+    await opened(h)
+    h.advance(-20)
+    assert await fail(h, force=True) == BreakerView(4, 20.0, False)
+
+
+async def test_a_success_closes_it_for_everyone(h: Harness) -> None:
+    await fail(h)
+    await fail(h, force=True)
+    assert await h.store.breaker_record("b", "success") == CLOSED
+    assert await fail(h) == BreakerView(1, None, False)  # counting starts again
+
+
+async def test_half_open_lets_exactly_one_probe_take_the_slot(h: Harness) -> None:
+    await opened(h)
+    assert await h.store.breaker_state("b") == BreakerView(3, 0.0, False)
+    views = [await h.store.breaker_probe("b", token, ttl=60) for token in ("a", "b", "c", "a")]
+    assert views == [BreakerView(3, 0.0, True, changed=True)] + [BreakerView(3, 0.0, True)] * 3
+
+
+async def test_no_probe_while_it_is_open_or_closed(h: Harness) -> None:
+    assert await h.store.breaker_probe("b", "a", ttl=60) == CLOSED
+    await opened(h)
+    h.advance(-1)
+    assert await h.store.breaker_probe("b", "a", ttl=60) == BreakerView(3, 1.0, False)
+
+
+async def test_a_failed_probe_reopens_for_a_full_reset_and_frees_the_slot(h: Harness) -> None:
+    await opened(h)
+    await h.store.breaker_probe("b", "a", ttl=60)
+    assert await fail(h, token="a") == BreakerView(4, 30.0, False, changed=True)
+    h.advance(30)
+    assert (await h.store.breaker_probe("b", "c", ttl=60)).changed
+
+
+async def test_a_successful_probe_closes_it(h: Harness) -> None:
+    await opened(h)
+    await h.store.breaker_probe("b", "a", ttl=60)
+    assert await h.store.breaker_record("b", "success") == CLOSED
+    assert await h.store.breaker_probe("b", "c", ttl=60) == CLOSED
+
+
+async def test_an_inconclusive_probe_frees_the_slot_only_for_its_holder(h: Harness) -> None:
+    await opened(h)
+    await h.store.breaker_probe("b", "a", ttl=60)
+    assert await h.store.breaker_record("b", "inconclusive", token="c") == BreakerView(3, 0.0, True)
+    assert await h.store.breaker_record("b", "inconclusive", token="a") == BreakerView(3, 0.0, False)
+    assert (await h.store.breaker_probe("b", "c", ttl=60)).changed
+
+
+async def test_the_probe_slot_frees_itself_after_its_ttl(h: Harness) -> None:
+    await opened(h)
+    await h.store.breaker_probe("b", "a", ttl=0.05)
+    assert not (await h.store.breaker_probe("b", "c", ttl=60)).changed
+    h.advance(0.1)
+    await anyio.sleep(0.1)  # Redis expires the slot (PX) on its own clock
+    assert (await h.store.breaker_probe("b", "c", ttl=60)).changed

@@ -55,6 +55,19 @@ def shared_breakers(store: StateStore, clock: Callable[[], float], *, given: boo
     return SharedBreakers(store, clock) if given or not getattr(store, "never_suspends", False) else None
 
 
+async def record_failed_send(shared: SharedBreakers | None, target: Target, *, counts: bool) -> bool:
+    """A failed send told to the target's breaker (`counts`: as a failure; else it says nothing of
+    the model's health) and, when breakers are shared, to the fleet's record; whether it opened."""
+    breaker = target.breaker
+    if not counts:
+        breaker.record_inconclusive()
+        if shared is not None:
+            await shared.inconclusive(target)
+        return False
+    opened = breaker.record_failure()
+    return opened if shared is None else await shared.failed(target, opened)
+
+
 def breaker_key(spec: ModelSpec, url: str | None) -> str | None:
     """The shared record's key for one target (model, URL); None: not shared."""
     if spec.provider == "embedded":

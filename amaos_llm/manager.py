@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from amaos_llm.balancing import Balancer, Load
-from amaos_llm.breakers import shared_breakers
+from amaos_llm.breakers import record_failed_send, shared_breakers
 from amaos_llm.budget import Budget
 from amaos_llm.cache import ResultCache, SharedResultCache, cache_key
 from amaos_llm.call_state import CallOptions, CallState, call_options
@@ -443,9 +443,7 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
             latency = clock() - t0
             timed_out = isinstance(error, ProviderTimeout)
             if timed_out and limit < budget:  # the call's deadline cut this attempt, not the model's slowness
-                breaker.record_inconclusive()
-                if self._breakers is not None:
-                    await self._breakers.inconclusive(target)
+                await record_failed_send(self._breakers, target, counts=False)
                 self._record(call, spec, target, env, "timeout", latency, "deadline")
                 raise DeadlineExceeded(call.attempts, "deadline exceeded")
             loading = timed_out and cold  # a cold server still loading the model, not a slow reply
@@ -583,17 +581,8 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
             target.warm = False  # a server that was down loads the model again when it is back
         target.last_error = f"{type(error).__name__}: {error}"
         rotate = env is not None and self._targets.rotate(target, env, error, self._config.defaults)
-        breaker = target.breaker
-        if rotate or not error.breaker_failure:
-            breaker.record_inconclusive()
-            if self._breakers is not None:
-                await self._breakers.inconclusive(target)
-        else:
-            opened = breaker.record_failure()
-            if self._breakers is not None:  # the fleet's record counts it too, and says whether it opened
-                opened = await self._breakers.failed(target, opened)
-            if opened:
-                self._stats.model(spec.name).breaker_opens += 1
+        if await record_failed_send(self._breakers, target, counts=not rotate and error.breaker_failure):
+            self._stats.model(spec.name).breaker_opens += 1
         paid = getattr(error, "usage", None)  # what a stream cut mid-way had reported using
         usage, cost = self._bill(spec, paid, call) if paid is not None else (None, None)
         if usage is not None and (call.spend is not None or call.rate_ticket is not None):

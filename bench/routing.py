@@ -43,6 +43,11 @@ async def measure_ours(url: str, refused: str, n: dict[str, int]) -> dict[str, A
                               count=n["count"], repeats=n["repeats"], warmup=n["warmup"], cpu=cpu)
         c = await alternating({"fn": setups.function_call(), "ours": setups.our_call(local)},
                               count=n["count"], repeats=n["repeats"], warmup=n["warmup"])
+        # What the same in-process call costs inside an HTTP cycle: the raw SDK call with it run just
+        # before, against the raw call alone. The HTTP overhead is to be read against this figure.
+        inside = await alternating({"raw": setups.raw_call(raw), "raw_after": setups.after(setups.our_call(local),
+                                                                                           setups.raw_call(raw))},
+                                   count=n["count"], repeats=n["repeats"], warmup=n["warmup"])
         f = await alternating({"raw": setups.raw_fallback_call(raw_refused, raw), "ours": setups.our_call(falling)},
                               count=n["fallback_count"], repeats=n["repeats"], warmup=n["warmup"] // 4)
         check = await setups.our_call(falling)()
@@ -63,6 +68,7 @@ async def measure_ours(url: str, refused: str, n: dict[str, int]) -> dict[str, A
         "callable_alone": metric(c["fn"]),
         "in_process": metric(c["ours"]),
         "in_process_overhead": difference(c["ours"], c["fn"]),
+        "in_process_inside_http": difference(inside["raw_after"], inside["raw"]),
         "raw_fallback": metric(f["raw"]),
         "fallback": metric(f["ours"]),
         "fallback_overhead": difference(f["ours"], f["raw"]),

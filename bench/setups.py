@@ -68,6 +68,15 @@ def raw_call(client: Any) -> Call:
     return call
 
 
+def after(first: Call, second: Call) -> Call:
+    """`first`, then `second`; the result of `second`."""
+    async def call() -> Any:
+        await first()
+        return await second()
+
+    return call
+
+
 def raw_fallback_call(first: Any, second: Any) -> Call:
     """What a hand-written fallback costs: try the first client, on a connection error the second."""
     import openai

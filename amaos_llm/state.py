@@ -6,13 +6,21 @@ calls that each saw room together overspend (check-then-charge; LiteLLM #26672, 
 offers one atomic step, *reserve if it fits*, and closes each reservation exactly once: `settle`
 at the real amount, or `release` when nothing was used.
 
+A windowed key (`window_s`: rate limits) counts each reservation for `window_s` seconds from the
+moment it was reserved, whether it is still open or settled, so that no window holds more than the
+limit: the amount held until it settles, then the actual amount (`settle` adjusts by actual − held).
+Once out of the window it counts for nothing and closing it changes nothing, so a send whose usage
+never arrives holds its estimate for one window, not forever. `frees_in` says when a refused amount
+fits again, as what is counted now leaves the window.
+
 `MemoryStore` keeps the counters in this process. Its methods never suspend between reading and
 writing a counter, so on one event loop (asyncio or trio) each step is atomic without a lock. It
-is not thread-safe: use it from one event loop. A Redis store will pass the same contract tests
-(tests/amaos_llm/test_state.py), keeping amounts as integer nano-dollars.
+is not thread-safe: use it from one event loop. `RedisStateStore` passes the same contract tests
+(tests/amaos_llm/test_state.py).
 
 Call points: `reserve(key, amount, limit, *, window_s=None) -> Reservation | None`,
-`settle(reservation, actual)`, `release(reservation)`, `usage(key) -> Ledger`, `wait(key, timeout)`.
+`settle(reservation, actual)`, `release(reservation)`, `usage(key) -> Ledger`, `wait(key, timeout)`,
+`frees_in(key, amount, limit) -> float | None`.
 
 A store also keeps circuit breakers for the managers that share it (`amaos_llm.breakers`):
 `breaker_state(key)`, `breaker_probe(key, token, ttl)`, `breaker_record(key, outcome, ...)`, each one
@@ -21,10 +29,10 @@ atomic step of `resilience.shared_breaker.SharedBreakerRecord`, answering a `Bre
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -79,6 +87,12 @@ class StateStore(Protocol):
 
     async def usage(self, key: str) -> Ledger: ...
 
+    async def frees_in(self, key: str, amount: Decimal, limit: Decimal) -> float | None:
+        """For a windowed key: seconds until `amount` fits under `limit` as the reservations counted
+        now leave the window, if nothing else is reserved meanwhile (0.0: it fits now); None when it
+        never will (`amount` > `limit`, or the key has no window)."""
+        ...
+
     async def wait(self, key: str, timeout: float) -> bool:
         """Sleep until a reservation on `key` closes (room may have freed) or `timeout` passes;
         True if one closed."""
@@ -105,9 +119,11 @@ class _Counter:
     spent: Decimal = _ZERO
     reserved: Decimal = _ZERO
     open: dict[int, Decimal] = field(default_factory=dict)
-    # windowed keys: a heap of (reserved at, id, amount) of settled spending; settles come in any
-    # order, but an amount counts from the moment it was reserved (a send counts when it is sent)
-    history: list[tuple[float, int, Decimal]] = field(default_factory=list)
+    # windowed keys: (reserved at, id) of each reservation in the window, oldest first (the clock is
+    # monotonic, so appending keeps the order); settles come in any order, but an amount counts from
+    # the moment it was reserved (a send counts when it is sent). `settled`: the actual amounts.
+    window: deque[tuple[float, int]] = field(default_factory=deque)
+    settled: dict[int, Decimal] = field(default_factory=dict)
     closed: anyio.Event | None = None
     window_s: float | None = None  # the window of a windowed key, from its reservations
 
@@ -132,12 +148,18 @@ class MemoryStore:
         return counter
 
     def _expire(self, counter: _Counter, window_s: float | None) -> None:
-        if window_s is None or not counter.history:
+        """Drop what left the window: an open reservation stops holding, a settled one stops counting."""
+        if window_s is None or not counter.window:
             return
         horizon = self._clock() - window_s
-        history = counter.history
-        while history and history[0][0] <= horizon:
-            counter.spent -= heapq.heappop(history)[2]
+        window = counter.window
+        while window and window[0][0] <= horizon:
+            rid = window.popleft()[1]
+            held = counter.open.pop(rid, None)
+            if held is not None:
+                counter.reserved -= held
+            else:
+                counter.spent -= counter.settled.pop(rid, _ZERO)
 
     # No `await` in the bodies below until the counters are updated: that is the atomicity.
     async def reserve(
@@ -155,6 +177,8 @@ class MemoryStore:
         reservation = Reservation(key, amount, next(self._ids), window_s, at)
         counter.open[reservation.id] = amount
         counter.reserved += amount
+        if window_s is not None:
+            counter.window.append((at, reservation.id))
         return reservation
 
     async def settle(self, reservation: Reservation, actual: Decimal) -> bool:
@@ -165,8 +189,7 @@ class MemoryStore:
             return False
         counter.spent += actual
         if reservation.window_s is not None:
-            heapq.heappush(counter.history, (reservation.at, reservation.id, actual))
-            self._expire(counter, reservation.window_s)
+            counter.settled[reservation.id] = actual
         return True
 
     async def release(self, reservation: Reservation) -> bool:
@@ -174,6 +197,8 @@ class MemoryStore:
 
     def _close(self, reservation: Reservation) -> _Counter | None:
         counter = self._counters.get(reservation.key)
+        if counter is not None:
+            self._expire(counter, reservation.window_s)  # one out of the window closes as a no-op
         if counter is None or counter.open.pop(reservation.id, None) is None:
             return None
         counter.reserved -= reservation.amount
@@ -196,6 +221,15 @@ class MemoryStore:
             return Ledger(_ZERO, _ZERO)
         self._expire(counter, counter.window_s)
         return Ledger(counter.spent, counter.reserved)
+
+    async def frees_in(self, key: str, amount: Decimal, limit: Decimal) -> float | None:
+        counter = self._counters.get(key)
+        if counter is None or counter.window_s is None or amount > limit:
+            return None
+        self._expire(counter, counter.window_s)
+        end = counter.window_s - self._clock()
+        leaving = ((at + end, counter.open.get(rid) or counter.settled.get(rid, _ZERO)) for at, rid in counter.window)
+        return frees_in(leaving, counter.spent + counter.reserved + amount - limit)
 
     async def wait(self, key: str, timeout: float) -> bool:
         counter = self._counter(key)
@@ -230,6 +264,18 @@ class MemoryStore:
             return record.release(now, token)
         return record.fail(now, threshold=threshold, reset_after=reset_after, token=token, force=force)
 
+
+
+def frees_in(leaving: Iterable[tuple[float, Decimal]], excess: Decimal) -> float:
+    """Seconds until `excess` has left a window, from what it counts: (seconds until it leaves,
+    amount) pairs, soonest first."""
+    for leaves_in, amount in leaving:
+        if excess <= 0:
+            break
+        excess -= amount
+        if excess <= 0:
+            return max(0.0, leaves_in)
+    return 0.0
 
 
 def make_store(config: Any, clock: Callable[[], float] = time.monotonic) -> StateStore:

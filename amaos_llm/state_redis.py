@@ -5,14 +5,16 @@ counters let N pods spend N × the limit (litellm#27736, #33325), and re-seeding
 INCRBYFLOAT inflated spend (#28247). Here every step that reads and writes a ledger is one Lua
 script, atomic on the server, one round trip:
 
-- amounts are integer nano-dollars (or integer units for rate limits), rounded up, so no float ever
-  touches money;
+- amounts are integer nano-dollars (whole units on windowed keys: rate limits, where a tpm of 150 M
+  tokens in nano-units would pass the 2^53 a Lua number holds exactly), rounded up, so no float
+  ever touches money;
 - `reserve` holds an amount if spent + reserved + amount ≤ limit and records a *hold* that expires
   after `hold_ttl` seconds: a worker that dies with a hold out does not keep the budget forever (the
   next script on that ledger reclaims it; a late settle of a reclaimed hold still charges, once);
 - `settle` / `release` close a reservation by its id exactly once (a retried settle is a no-op);
-- windowed keys (rate limits) keep settled amounts in a sorted set by reservation time and drop
-  those older than the window, on the server's clock (or an injected one, for tests).
+- windowed keys (rate limits) count a reservation for the window from the moment it was reserved,
+  held then settled (a sorted set by reservation time), on the server's clock (or an injected one,
+  for tests); its hold ends with its window, when it stops counting.
 
 All keys of one ledger share a hash tag (`{key}`), so they live on one Redis Cluster slot.
 A Redis that cannot be reached raises `StateStoreError`, naming the URL (never its password).
@@ -34,31 +36,32 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 
 from amaos_llm.errors import ConfigError, StateStoreError
-from amaos_llm.state import BreakerOutcome, BreakerView, Ledger, Reservation
+from amaos_llm.state import BreakerOutcome, BreakerView, Ledger, Reservation, frees_in
 
 NANO = Decimal("1e-9")
 HOLD_TTL = 900.0  # s a reservation may stay open before it counts as a dead worker's
 BREAKER_TTL = 86_400.0  # s a breaker's record outlives its last failure (a day-old count is history)
 WAIT_POLL = 0.02  # s between looks while waiting for a reservation on a key to close
 
-# Reclaim expired holds (into :expired, so a late settle still charges once) and drop windowed
-# spending older than the window; then the ledger's counters. KEYS: ledger, open, holds, hist,
-# expired; ARGV[1]: now (ms).
+# Reclaim expired holds (into :expired, so a late settle still charges once; a windowed key's hold
+# ends with its window, when it stops counting: nothing to keep) and drop windowed spending older
+# than the window; then the ledger's counters. KEYS: ledger, open, holds, hist, expired; ARGV[1]:
+# now (ms).
 _HOUSEKEEPING = """
 local t = redis.call('TIME')
 local now = ARGV[1] ~= '' and tonumber(ARGV[1]) or (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local window = tonumber(redis.call('HGET', KEYS[1], 'window_ms') or '-1')
 local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
 for _, id in ipairs(dead) do
   local v = redis.call('HGET', KEYS[2], id)
   if v then
     local amount = string.match(v, '^(%d+):')
     redis.call('HDEL', KEYS[2], id)
-    redis.call('HSET', KEYS[5], id, v)
+    if window < 0 then redis.call('HSET', KEYS[5], id, v) end
     redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(amount))
   end
   redis.call('ZREM', KEYS[3], id)
 end
-local window = tonumber(redis.call('HGET', KEYS[1], 'window_ms') or '-1')
 if window >= 0 then
   local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - window)
   for _, m in ipairs(old) do
@@ -79,7 +82,7 @@ if spent + reserved + amount > tonumber(ARGV[3]) then return {0, now} end
 local id = redis.call('HINCRBY', KEYS[1], 'next_id', 1)
 redis.call('HSET', KEYS[2], id, ARGV[2] .. ':' .. now)
 redis.call('HINCRBY', KEYS[1], 'reserved', amount)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), id)
+redis.call('ZADD', KEYS[3], now + (window >= 0 and window or tonumber(ARGV[4])), id)
 return {id, now}
 """
 
@@ -113,7 +116,27 @@ return 1
 # ARGV: now ms
 _USAGE = _HOUSEKEEPING + """
 return {redis.call('HGET', KEYS[1], 'spent') or '0', redis.call('HGET', KEYS[1], 'reserved') or '0',
-        redis.call('HGET', KEYS[1], 'closes') or '0'}
+        redis.call('HGET', KEYS[1], 'closes') or '0', window}
+"""
+
+# What a windowed key counts: {window ms (-1: none), {ms until it leaves the window, amount}...}, the
+# open holds (a hold's score is when its window ends) and the settled amounts (scored by when they
+# were reserved). ARGV: now ms
+_COUNTED = _HOUSEKEEPING + """
+local out = {window}
+if window < 0 then return out end
+local holds = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+for i = 1, #holds, 2 do
+  local v = redis.call('HGET', KEYS[2], holds[i])
+  if v then
+    out[#out + 1] = {tonumber(holds[i + 1]) - now, tonumber(string.match(v, '^(%d+):'))}
+  end
+end
+local hist = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+for i = 1, #hist, 2 do
+  out[#out + 1] = {tonumber(hist[i + 1]) + window - now, tonumber(string.match(hist[i], ':(%d+)$'))}
+end
+return out
 """
 
 
@@ -168,6 +191,11 @@ return view(1)
 def to_units(amount: Decimal) -> int:
     """Decimal dollars → integer nano-dollars, rounded up (a shared ledger never under-counts)."""
     return int((amount / NANO).to_integral_value(rounding=ROUND_CEILING))
+
+
+def whole_units(amount: Decimal) -> int:
+    """A windowed key's amount (requests, tokens) in whole units, rounded up."""
+    return int(amount.to_integral_value(rounding=ROUND_CEILING))
 
 
 def from_units(units: int | str | bytes) -> Decimal:
@@ -225,7 +253,8 @@ class RedisStateStore:
             )
             self._client = aioredis.Redis(connection_pool=pool)
             self._failures = (aioredis.RedisError, OSError)
-            scripts = (("reserve", _RESERVE), ("close", _CLOSE), ("usage", _USAGE), ("breaker_state", _BREAKER_STATE),
+            scripts = (("reserve", _RESERVE), ("close", _CLOSE), ("usage", _USAGE), ("counted", _COUNTED),
+                       ("breaker_state", _BREAKER_STATE),
                        ("breaker_probe", _BREAKER_PROBE), ("breaker_record", _BREAKER_RECORD))
             self._scripts = {name: self._client.register_script(body) for name, body in scripts}
         return self._client
@@ -252,9 +281,8 @@ class RedisStateStore:
     ) -> Reservation | None:
         if amount < 0:
             raise ValueError(f"reserve: amount must be >= 0, got {amount}")
-        window = -1 if window_s is None else math.floor(window_s * 1000)
-        units = to_units(amount)
-        out = await self._run("reserve", key, units, to_units(limit), math.floor(self.hold_ttl * 1000), window)
+        window, units = (-1, to_units) if window_s is None else (math.floor(window_s * 1000), whole_units)
+        out = await self._run("reserve", key, units(amount), units(limit), math.floor(self.hold_ttl * 1000), window)
         rid, now = int(out[0]), int(out[1])
         if not rid:
             return None
@@ -263,22 +291,33 @@ class RedisStateStore:
     async def settle(self, reservation: Reservation, actual: Decimal) -> bool:
         if actual < 0:
             raise ValueError(f"settle: actual must be >= 0, got {actual}")
-        return bool(await self._run("close", reservation.key, reservation.id, to_units(actual)))
+        units = to_units if reservation.window_s is None else whole_units
+        return bool(await self._run("close", reservation.key, reservation.id, units(actual)))
 
     async def release(self, reservation: Reservation) -> bool:
         return bool(await self._run("close", reservation.key, reservation.id, -1))
 
     async def usage(self, key: str) -> Ledger:
-        spent, reserved, _ = await self._run("usage", key)
+        spent, reserved, _, window = await self._run("usage", key)
+        if int(window) >= 0:
+            return Ledger(Decimal(int(spent)), Decimal(int(reserved)))
         return Ledger(from_units(spent), from_units(reserved))
+
+    async def frees_in(self, key: str, amount: Decimal, limit: Decimal) -> float | None:
+        window, *counted = await self._run("counted", key)
+        if int(window) < 0 or amount > limit:
+            return None
+        leaving = sorted((int(ms), int(units)) for ms, units in counted)
+        excess = sum(units for _, units in leaving) + whole_units(amount) - whole_units(limit)
+        return frees_in(((ms / 1000, Decimal(units)) for ms, units in leaving), Decimal(excess))
 
     async def wait(self, key: str, timeout: float) -> bool:
         """Until a reservation on `key` closes (in any process) or `timeout` passes."""
-        _, _, closes = await self._run("usage", key)
+        closes = (await self._run("usage", key))[2]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             await anyio.sleep(min(WAIT_POLL, max(0.0, deadline - time.monotonic())))
-            _, _, now_closes = await self._run("usage", key)
+            now_closes = (await self._run("usage", key))[2]
             if now_closes != closes:
                 return True
         return False

@@ -141,10 +141,88 @@ async def test_windowed_spending_counts_for_window_s_after_it_was_reserved(h: Ha
     assert await h.store.usage("rpm") == Ledger(D(0), D(1))
 
 
-async def test_open_reservations_do_not_expire(h: Harness) -> None:
+async def test_an_open_windowed_reservation_counts_for_the_window_then_frees(h: Harness) -> None:
+    # a send whose usage never comes (it failed) counts its estimate for one window, as a settled one would
     assert await h.store.reserve("tpm", D(5), D(5), window_s=60) is not None
-    h.advance(3600)
+    h.advance(59.9)
     assert await h.store.reserve("tpm", D(1), D(5), window_s=60) is None
+    h.advance(0.1)
+    assert await h.store.usage("tpm") == Ledger(D(0), D(0))
+    assert await h.store.reserve("tpm", D(5), D(5), window_s=60) is not None
+
+
+async def test_open_reservations_on_a_key_without_window_do_not_expire(h: Harness) -> None:
+    assert await h.store.reserve("k", D(5), D(5)) is not None
+    h.advance(3600)
+    assert await h.store.reserve("k", D(1), D(5)) is None
+
+
+async def test_settle_adjusts_a_windowed_amount_by_actual_minus_held(h: Harness) -> None:
+    res = await h.store.reserve("tpm", D(40), D(100), window_s=60)
+    assert res is not None
+    h.advance(10)
+    assert await h.store.reserve("tpm", D(61), D(100), window_s=60) is None
+    assert await h.store.settle(res, D(10)) is True
+    assert await h.store.usage("tpm") == Ledger(D(10), D(0))
+    assert await h.store.reserve("tpm", D(90), D(100), window_s=60) is not None
+    h.advance(50)  # the settled 10 counted from its reservation: it leaves first
+    assert await h.store.usage("tpm") == Ledger(D(0), D(90))
+
+
+async def test_closing_a_reservation_out_of_its_window_changes_nothing(h: Harness) -> None:
+    settled = await h.store.reserve("tpm", D(40), D(100), window_s=60)
+    released = await h.store.reserve("tpm", D(40), D(100), window_s=60)
+    assert settled is not None and released is not None
+    h.advance(60)
+    assert await h.store.settle(settled, D(1000)) is False
+    assert await h.store.release(released) is False
+    assert await h.store.usage("tpm") == Ledger(D(0), D(0))
+
+
+async def test_frees_in_is_when_enough_of_the_window_has_left_for_the_amount(h: Harness) -> None:
+    first = await h.store.reserve("tpm", D(30), D(60), window_s=60)  # at 1000, held
+    h.advance(10)
+    second = await h.store.reserve("tpm", D(30), D(60), window_s=60)  # at 1010, settled at 20
+    assert first is not None and second is not None
+    await h.store.settle(second, D(20))
+    assert await h.store.frees_in("tpm", D(10), D(60)) == 0.0  # 50 + 10 fits now
+    assert await h.store.frees_in("tpm", D(40), D(60)) == 50.0  # once the first 30 leaves
+    assert await h.store.frees_in("tpm", D(60), D(60)) == 60.0  # once both have
+    assert await h.store.frees_in("tpm", D(61), D(60)) is None  # never
+    assert await h.store.reserve("k", D(1), D(1)) is not None
+    assert await h.store.frees_in("k", D(1), D(1)) is None  # no window: nothing frees by itself
+    assert await h.store.frees_in("unseen", D(1), D(1)) is None
+
+
+async def test_rpm_frees_in_names_the_oldest_send_of_a_full_window(h: Harness) -> None:
+    for _ in range(3):
+        assert await h.store.reserve("rpm", D(1), D(3), window_s=60) is not None
+        h.advance(5)
+    assert await h.store.reserve("rpm", D(1), D(3), window_s=60) is None
+    assert await h.store.frees_in("rpm", D(1), D(3)) == 45.0  # reserved at 1000, now 1015
+
+
+async def test_a_tpm_of_150_million_counts_exactly(h: Harness) -> None:
+    limit = D(150_000_000)
+    res = await h.store.reserve("tpm", D(149_999_999), limit, window_s=60)
+    assert res is not None and await h.store.reserve("tpm", D(1), limit, window_s=60) is not None
+    assert await h.store.reserve("tpm", D(1), limit, window_s=60) is None
+    await h.store.settle(res, D(149_999_000))
+    assert await h.store.usage("tpm") == Ledger(D(149_999_000), D(1))
+    assert await h.store.frees_in("tpm", D(1001), limit) == 60.0
+
+
+async def test_concurrent_windowed_reservations_never_exceed_the_limit(h: Harness) -> None:
+    got: list[bool] = []
+
+    async def one() -> None:
+        got.append(await h.store.reserve("rpm", D(1), D(20), window_s=60) is not None)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(60):
+            tg.start_soon(one)
+    assert got.count(True) == 20
+    assert await h.store.usage("rpm") == Ledger(D(0), D(20))
 
 
 async def test_wait_wakes_when_a_reservation_on_the_key_closes(h: Harness) -> None:

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from amaos_llm.errors import StateStoreError
+from amaos_llm.state import is_shared
 
 if TYPE_CHECKING:
     from amaos_llm.config import ModelSpec
@@ -52,7 +53,7 @@ def shared_breakers(store: StateStore, clock: Callable[[], float], *, given: boo
     """The layer for a manager on `store`: shared by the managers a store was `given` to, and by
     every process on a Redis; None for a manager's own memory store, which has no one to share
     them with (its loop then never calls the layer, and a call costs what it did before)."""
-    return SharedBreakers(store, clock) if given or not getattr(store, "never_suspends", False) else None
+    return SharedBreakers(store, clock) if is_shared(store, given=given) else None
 
 
 async def record_failed_send(shared: SharedBreakers | None, target: Target, *, counts: bool) -> bool:

@@ -278,6 +278,12 @@ def frees_in(leaving: Iterable[tuple[float, Decimal]], excess: Decimal) -> float
     return 0.0
 
 
+def is_shared(store: StateStore, *, given: bool) -> bool:
+    """Whether a manager's state on `store` is shared: a store it was `given` (other managers may
+    hold it too), or one other processes reach (Redis); not the manager's own memory store."""
+    return given or not getattr(store, "never_suspends", False)
+
+
 def make_store(config: Any, clock: Callable[[], float] = time.monotonic) -> StateStore:
     """The store a configuration's `state:` names: this process's, or a Redis (`RedisStateStore`)."""
     if config.backend == "redis":

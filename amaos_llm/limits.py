@@ -7,8 +7,9 @@ usage arrives, then as the real figure. A request that does not fit is skipped w
 another model first and, if none is free, wait for that moment within its final wait.
 
 Everything here is synchronous: admission checks and records in one step, with no suspension
-in between, so concurrent calls on one event loop cannot both take the last slot. The limits are
-per process; across a fleet the same windows belong in a `StateStore` (`reserve(..., window_s=60)`).
+in between, so concurrent calls on one event loop cannot both take the last slot. These windows
+are this process's: a manager on a shared store (Redis, or one handed to several managers) counts
+the same rule there instead (`shared_limits`).
 
 Call points: `RateLimits.limiter(name, rpm=, tpm=)` once per model (None when it has no limits);
 before send `limiter.acquire(tokens)` → `Ticket | RateRefusal`; when usage arrives
@@ -83,7 +84,7 @@ class RateLimiter:
         sends = self._sends
         if self.rpm is not None and len(sends) >= self.rpm:
             frees_at = sends[len(sends) - self.rpm][0] + WINDOW_S
-            return RateRefusal(_reason("rpm", self.rpm, frees_at - now), frees_at)
+            return RateRefusal(rate_reason("rpm", self.rpm, frees_at - now), frees_at)
         if self.tpm is not None and self._tokens + tokens > self.tpm:
             if tokens > self.tpm:
                 return RateRefusal(f"rate limit: tpm {self.tpm} reached, ~{tokens} tokens never fit", None)
@@ -92,7 +93,7 @@ class RateLimiter:
                 excess -= int(used)
                 if excess <= 0:
                     frees_at = at + WINDOW_S
-                    return RateRefusal(_reason("tpm", self.tpm, frees_at - now), frees_at)
+                    return RateRefusal(rate_reason("tpm", self.tpm, frees_at - now), frees_at)
         return None
 
     def acquire(self, tokens: int) -> Ticket | RateRefusal:
@@ -111,7 +112,7 @@ class RateLimiter:
         return len(self._sends), self._tokens
 
 
-def _reason(kind: str, limit: int, wait_s: float) -> str:
+def rate_reason(kind: str, limit: int, wait_s: float) -> str:
     return f"rate limit: {kind} {limit} reached, frees in {max(0.0, wait_s):.1f} s"
 
 

@@ -51,11 +51,7 @@ from amaos_llm.spending import Spending
 from amaos_llm.state import StateStore, make_store
 from amaos_llm.stats import Stats
 from amaos_llm.stream_calls import StreamCalls
-from amaos_llm.streaming import (
-    StreamCall,
-    fire,
-    interrupted,
-)
+from amaos_llm.streaming import StreamCall, fire, interrupted
 from amaos_llm.structured import output_problem
 from amaos_llm.telemetry import NO_TELEMETRY, Telemetry, call_request, key_values, settled
 from amaos_llm.tool_runs import ToolCalls
@@ -64,7 +60,6 @@ from amaos_llm.validation import Validator, check_validator, judge, reask
 
 MessageLike = Message | Mapping[str, Any]
 log = logging.getLogger("amaos_llm")
-
 
 
 class LLMManager(ManagerControls, ToolCalls, StreamCalls):
@@ -124,7 +119,7 @@ class LLMManager(ManagerControls, ToolCalls, StreamCalls):
         self._breakers = shared_breakers(store, clock, given=state_store is not None)  # None: kept per target
         self._spending = Spending(self._prices, clock, store,
                                   budget_usd if budget_usd is not None else config.budget_usd, config.budget_key,
-                                  config.state.on_error)
+                                  config.state.on_error, given=state_store is not None)  # shared: as the breakers
         # decided per manager: a tracer or meter provider configured after import counts from here on
         self._telemetry = Telemetry.for_manager(capture_content=self._config.telemetry.capture_content,
                                                 secrets=key_values(self._config.models),

@@ -7,9 +7,14 @@ limits and budgets a send must pass, and the settling of what each paid attempt 
   prompt plus `max_tokens`, or an unpriced model under a budget, is skipped; then the model's
   rpm/tpm window admits the send (every send counts, retries too), then the budget reserves the
   worst case on every ledger, all or none (kept across same-model retries, taken again after a
-  paid answer).
+  paid answer). The rpm/tpm windows are this process's (`limits`, synchronous) on the manager's
+  own memory store, the store's (`shared_limits`) on a shared one.
 - **After a paid attempt** (`paid`): the hold settles at the real cost, exactly once; the rate
   ticket counts the real tokens. The loop releases an unpaid hold when it leaves the model.
+
+A store that fails (`StateStoreError`) follows `state.on_error`: `closed` raises it (nothing is sent
+unbudgeted or past a limit no one can count); `open` sends without the store's budgets, the rate
+limits counted by this process alone meanwhile, with a warning at most once a minute.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from amaos_llm.budget import Budget, BudgetGuard, Refusal, money
 from amaos_llm.errors import StateStoreError
-from amaos_llm.limits import RateLimits, RateRefusal
+from amaos_llm.limits import RateLimits, RateRefusal, Ticket
+from amaos_llm.shared_limits import SharedRates, SharedTicket
+from amaos_llm.state import is_shared
 from amaos_llm.tokens import PRICE_UNKNOWN, context_window, prompt_bound, window_skip_reason
 
 if TYPE_CHECKING:
@@ -53,15 +60,17 @@ class Spending:
     """A manager's budget, rate limiters and context-window table."""
 
     def __init__(self, prices: PriceBook, clock: Callable[[], float], store: StateStore,
-                 budget_usd: Decimal | None, budget_key: str, on_error: str = "closed") -> None:
+                 budget_usd: Decimal | None, budget_key: str, on_error: str = "closed", *, given: bool = False) -> None:
         self.prices = prices
-        self.on_error = on_error  # closed: a store failure refuses budgeted calls; open: they go on unbudgeted
+        self.on_error = on_error  # closed: a store failure refuses the call; open: it goes on without the store
         self._warned_at = -1e9
         self._clock = clock
         self.store, self.budget_key = store, budget_key
         self.budget: Budget | None = None
         self.reset(budget_usd)
-        self.limits = RateLimits(clock)
+        self.limits = RateLimits(clock)  # this process's windows (and, store down with on_error open, the fallback)
+        # None: the manager's own memory store, where the synchronous `limits` count alone
+        self.shared_rates = SharedRates(store, clock) if is_shared(store, given=given) else None
         self._windows: dict[str, int | None] = {}
         self.unwindowed: set[str] = set()  # models known to have no context window: nothing to check
 
@@ -106,12 +115,15 @@ class Spending:
     async def admit(self, call: CallState, spec: ModelSpec, prompt: int, max_tokens: int,
                     clock: Callable[[], float]) -> Skip | None:
         """Rate limit, then budget, for one send; None when it may go (a ticket and a hold taken)."""
-        limiter = self.limits.limiter(spec.name, rpm=spec.rpm, tpm=spec.tpm) if (spec.rpm or spec.tpm) else None
-        if limiter is not None:
-            ticket = limiter.acquire(prompt + max_tokens)
+        if spec.rpm or spec.tpm:
+            if self.shared_rates is None:
+                ticket = self.limits.limiter(spec.name, rpm=spec.rpm, tpm=spec.tpm).acquire(  # type: ignore[union-attr]
+                    prompt + max_tokens)
+            else:
+                ticket = await self._shared_ticket(spec, prompt + max_tokens)
             if isinstance(ticket, RateRefusal):
                 return ticket.reason, None if ticket.frees_at is None else max(0.0, ticket.frees_at - clock())
-            call.rate_ticket = ticket
+            call.rate_ticket = None if ticket is None else (spec.name, ticket)
         spend = call.spend
         if spend is None or spend.hold is not None:  # same-model retries keep what they hold
             return None
@@ -131,13 +143,29 @@ class Spending:
         spend.hold = hold
         return None
 
+    async def _shared_ticket(self, spec: ModelSpec, tokens: int) -> SharedTicket | Ticket | RateRefusal | None:
+        try:
+            return await self.shared_rates.acquire(spec.name, spec.rpm, spec.tpm, tokens)  # type: ignore[union-attr]
+        except StateStoreError:
+            if self.on_error == "closed":
+                raise  # nothing is sent past a limit no one can count
+            self._warn_open()
+            return self.limits.limiter(spec.name, rpm=spec.rpm, tpm=spec.tpm).acquire(tokens)  # type: ignore[union-attr]
+
     @staticmethod
     async def paid(call: CallState, usage: Usage, cost: Decimal | None) -> None:
         """Settle what a paid attempt cost (its hold once, at the real cost) and its real tokens.
         The answer is not lost when the store fails now: a warning, and the hold expires there."""
-        ticket, call.rate_ticket = call.rate_ticket, None
-        if ticket is not None:
-            ticket.settle(usage.input_tokens + usage.output_tokens)
+        held, call.rate_ticket = call.rate_ticket, None
+        if held is not None:
+            ticket, tokens = held[1], usage.input_tokens + usage.output_tokens
+            if isinstance(ticket, Ticket):
+                ticket.settle(tokens)
+            else:
+                try:
+                    await ticket.settle(tokens)
+                except StateStoreError as exc:
+                    log.warning("could not settle %d tokens on the rate limit (%s): its estimate counts", tokens, exc)
         spend = call.spend
         if spend is not None and spend.hold is not None:
             hold, spend.hold = spend.hold, None
@@ -161,5 +189,6 @@ class Spending:
         now = self._clock()
         if now - self._warned_at >= 60:  # once a minute, not once a call
             self._warned_at = now
-            log.warning("the state store is unreachable: calls go on unbudgeted (state.on_error: open)")
+            log.warning("the state store is unreachable: calls go on unbudgeted, their rate limits counted by this "
+                        "process alone (state.on_error: open)")
 

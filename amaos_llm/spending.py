@@ -10,7 +10,8 @@ limits and budgets a send must pass, and the settling of what each paid attempt 
   paid answer). The rpm/tpm windows are this process's (`limits`, synchronous) on the manager's
   own memory store, the store's (`shared_limits`) on a shared one.
 - **After a paid attempt** (`paid`): the hold settles at the real cost, exactly once; the rate
-  ticket counts the real tokens. The loop releases an unpaid hold when it leaves the model.
+  ticket of the send that answered counts the real tokens. The loop releases an unpaid hold when
+  it leaves the model.
 
 A store that fails (`StateStoreError`) follows `state.on_error`: `closed` raises it (nothing is sent
 unbudgeted or past a limit no one can count); `open` sends without the store's budgets, the rate
@@ -157,7 +158,8 @@ class Spending:
         """Settle what a paid attempt cost (its hold once, at the real cost) and its real tokens.
         The answer is not lost when the store fails now: a warning, and the hold expires there."""
         held, call.rate_ticket = call.rate_ticket, None
-        if held is not None:
+        # The ticket of an earlier send to another model (it failed, and this one answered) keeps its estimate.
+        if held is not None and held[0] == call.last_model:
             ticket, tokens = held[1], usage.input_tokens + usage.output_tokens
             if isinstance(ticket, Ticket):
                 ticket.settle(tokens)

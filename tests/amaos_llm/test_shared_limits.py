@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from amaos_llm import AllModelsFailed, LLMConfig, LLMManager, Message, StateStoreError
+from amaos_llm import AllModelsFailed, LLMConfig, LLMManager, Message, ServerError, StateStoreError
 from amaos_llm.state import Ledger, MemoryStore, StateStore
 from amaos_llm.state_redis import RedisStateStore
 from tests.support.redis_server import RedisServer, start_redis
@@ -147,11 +147,35 @@ async def test_a_request_larger_than_tpm_never_fits(fleet: Fleet) -> None:
     assert (await outcome(m)).endswith("tokens never fit")
 
 
+async def test_a_failed_send_keeps_its_estimate_and_the_next_models_tokens_are_not_its_own(fleet: Fleet) -> None:
+    async def failing(messages: list[Message], **params: Any) -> str:
+        raise ServerError("500")
+
+    m = fleet.manager(max_tokens=40)
+    m.register_model("flaky", failing, priority=2, tpm=1000)
+    m.register_model("spare", answering(tokens=10), priority=1)
+    assert (await m.complete("hi")).model_name == "spare"
+    held = (await fleet.store.usage("rate:flaky:tpm")).reserved
+    assert 41 <= held <= 50  # the estimate, for the window: not spare's 10 tokens
+
+
 async def test_the_managers_own_store_keeps_the_process_windows() -> None:
     m = LLMManager(config(max_tokens=40), clock=Clock())
     m.register_model("m", answering(tokens=10), tpm=1000)
     await m.complete("hi")
     assert m._spending.limits.limiter("m", rpm=None, tpm=1000).usage() == (1, 10)  # type: ignore[union-attr]
+
+
+async def test_a_failed_send_on_the_process_window_keeps_its_estimate_too() -> None:
+    async def failing(messages: list[Message], **params: Any) -> str:
+        raise ServerError("500")
+
+    m = LLMManager(config(max_tokens=40), clock=Clock())
+    m.register_model("flaky", failing, priority=2, tpm=1000)
+    m.register_model("spare", answering(tokens=10), priority=1)
+    assert (await m.complete("hi")).model_name == "spare"
+    sends, tokens = m._spending.limits.limiter("flaky", rpm=None, tpm=1000).usage()  # type: ignore[union-attr]
+    assert sends == 1 and 41 <= tokens <= 50
 
 
 # -- a Redis that dies ------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ class CallState:
     attempt_trace: Any = None  # that of the attempt in flight
     fell_back_from: str | None = None  # the first model given up on, for the one warning a fallback logs
     spend: CallSpend | None = None  # the call's budgets (None: none in force)
-    rate_ticket: Any = None  # the rate limiter's count of the send in flight
+    rate_ticket: Any = None  # (model name, its rate window's count of the last send to it)
     _prompt: int = -1  # `prompt()`, once asked
     tools: Sequence[Tool] = ()  # the call's tools, checked
     schema: dict[str, Any] | None = None  # the object JSON schema `response_format` stands for

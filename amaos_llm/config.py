@@ -270,15 +270,17 @@ class TelemetryConfig(BaseModel):
 
 
 class StateConfig(BaseModel):
-    """Where budgets, circuit breakers and the result cache live: this process, or a Redis shared by a fleet."""
+    """Where budgets, rate limits, circuit breakers and the result cache live: this process, or a
+    Redis shared by a fleet."""
 
     model_config = ConfigDict(extra="forbid")
 
     backend: Literal["memory", "redis"] = "memory"
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "amaos:"
-    # closed: budgeted calls refuse while the store is unreachable (nothing is sent unbudgeted);
-    # open: they go on unbudgeted, with a warning
+    # closed: budgeted and rate-limited calls refuse while the store is unreachable (nothing is sent
+    # unbudgeted or past an uncounted limit); open: they go on unbudgeted, rate limits counted per
+    # process, with a warning
     on_error: Literal["closed", "open"] = "closed"
 
     @field_validator("url")

@@ -153,10 +153,11 @@ def table(result: dict[str, Any]) -> str:
             rows.append(f"| {name} | {result[name]['median']:.3f} {unit} | |")
     store = result.get("store")
     if store is not None:
-        for figure in ("reserve_settle", "budgeted_call", "unbudgeted_call"):
+        for figure in ("reserve_settle", "budgeted_call", "unbudgeted_call", "rate_limited_call"):
             for side, m in store[figure].items():
                 rows.append(f"| {figure}, {side} | {m['median']:.1f} us | {m['p99']:.1f} us |")
-        for name in ("budgeted_call_redis_over_memory", "unbudgeted_call_redis_over_memory"):
+        for name in ("budgeted_call_redis_over_memory", "unbudgeted_call_redis_over_memory",
+                     "rate_limited_call_redis_over_memory"):
             m = store[name]
             rows.append(f"| {name} | {m['median']:.3f} ms (repeats {m['noise'][0]:.3f}–{m['noise'][1]:.3f}) | |")
     return "\n".join(rows) + "\n"

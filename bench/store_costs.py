@@ -10,6 +10,8 @@ In one process, the sides alternating every 50 calls so that a busy moment weigh
    memory store vs on the Redis store: per call, and the difference of the medians.
 3. the same without a budget: what a Redis-backed manager pays when nothing is budgeted (its shared
    breakers, which read Redis at most once a second per model and write only on a change).
+4. the same on a model with `rpm` and `tpm` (limits never reached), no budget: the process's
+   synchronous windows vs the shared ones (on Redis: rpm and tpm reserves, then the tpm settle).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def redis_server() -> Iterator[str]:
         process.wait(10)
 
 
-def _manager(store: Any, budget: bool) -> Any:
+def _manager(store: Any, budget: bool, limited: bool = False) -> Any:
     from amaos_llm import LLMConfig, LLMManager
 
     async def instant(messages: Any, **params: Any) -> dict[str, Any]:
@@ -68,7 +70,9 @@ def _manager(store: Any, budget: bool) -> Any:
 
     config = LLMConfig.model_validate({"defaults": {"max_retries": 0, "max_tokens": 16}})
     manager = LLMManager(config, budget_usd=10**6 if budget else None, state_store=store)
-    manager.register_model("instant", instant, cost_per_1k_input=Decimal("0.1"), cost_per_1k_output=Decimal("0.2"))
+    limits = {"rpm": 10**9, "tpm": 10**12} if limited else {}
+    manager.register_model("instant", instant, cost_per_1k_input=Decimal("0.1"), cost_per_1k_output=Decimal("0.2"),
+                           **limits)
     return manager
 
 
@@ -104,14 +108,21 @@ async def store_costs(quick: bool) -> dict[str, Any]:
             plain = {"memory": _manager(None, False), "redis": _manager(redis, False)}
             unbudgeted = await alternating({side: _complete(m) for side, m in plain.items()}, count=count,
                                            repeats=repeats, warmup=200, chunk=CHUNK)
+            limited = {"memory": _manager(None, False, True), "redis": _manager(redis, False, True)}
+            rated = await alternating({side: _complete(m) for side, m in limited.items()}, count=count,
+                                      repeats=repeats, warmup=200, chunk=CHUNK)
             spent = (await managers["redis"].budget_status())["spent"]
+            sends = (await redis.usage("rate:instant:rpm")).reserved
         finally:
             await redis.aclose()
     assert spent > 0, "the Redis side never charged its budget"
+    assert sends > 0, "the Redis side never counted a send in its rpm window"
     return {
         "reserve_settle": {side: metric(s, "us") for side, s in pairs.items()},
         "budgeted_call": {side: metric(s, "us") for side, s in budgeted.items()},
         "budgeted_call_redis_over_memory": difference(budgeted["redis"], budgeted["memory"], "ms"),
         "unbudgeted_call": {side: metric(s, "us") for side, s in unbudgeted.items()},
         "unbudgeted_call_redis_over_memory": difference(unbudgeted["redis"], unbudgeted["memory"], "ms"),
+        "rate_limited_call": {side: metric(s, "us") for side, s in rated.items()},
+        "rate_limited_call_redis_over_memory": difference(rated["redis"], rated["memory"], "ms"),
     }

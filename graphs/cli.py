@@ -138,6 +138,8 @@ def _run_interruptible(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
                 except Exception as exc:  # raised below as itself, not wrapped in the task group's group
                     error = exc
                 tg.cancel_scope.cancel()
+        if interrupted:  # ignored from here, not only after anyio.run: its teardown and the interpreter's
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # exit still join threads a second Ctrl-C would break
         if error is not None:
             raise error
         return result

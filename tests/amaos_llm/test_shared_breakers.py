@@ -4,14 +4,10 @@ them; a Redis that dies leaves each process its own breakers, with one warning."
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,9 +19,9 @@ from amaos_llm.state import MemoryStore
 from amaos_llm.state_redis import RedisStateStore
 from tests.support.fakes import OpenAIFake
 from tests.support.redis_server import RedisServer, start_redis
+from tests.support.workers import run_workers
 
 pytestmark = pytest.mark.anyio
-REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = {"max_retries": 0, "max_retry_wait": 0, "breaker_threshold": 3}
 HTTP_500 = "ServerError: openai_compatible: HTTP 500: fake failure 500"
 
@@ -236,21 +232,10 @@ anyio.run(main)
 """
 
 
-def run_workers(args: list[str], n: int) -> list[list[str]]:
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
-             for _ in range(n)]
-    outs = []
-    for p in procs:
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0, out
-        outs.append(json.loads(out.strip().splitlines()[-1]))
-    return outs
-
-
 def test_worker_processes_share_one_breaker_and_one_probe(redis_server: RedisServer, openai_fake: OpenAIFake) -> None:
     prefix, workers, threshold = f"test:{uuid.uuid4().hex[:8]}:", 4, 3
     openai_fake.fail(500)
-    outs = run_workers([redis_server.url, prefix, openai_fake.url, str(workers), "5", "sequential"], workers)
+    outs = run_workers(WORKER, [[redis_server.url, prefix, openai_fake.url, str(workers), "5", "sequential"]] * workers)
     opened_at = time.monotonic()
     sent = posts(openai_fake)
     # Per process, each would send its own 3 before stopping (12); shared, the fleet stops at 3,
@@ -260,7 +245,7 @@ def test_worker_processes_share_one_breaker_and_one_probe(redis_server: RedisSer
     time.sleep(max(0.0, 4.1 - (time.monotonic() - opened_at)))  # half-open now
     openai_fake.recover()
     openai_fake.delay = 1.0  # the probe is out while every worker's calls arrive
-    outs = run_workers([redis_server.url, prefix, openai_fake.url, str(workers), "5", "concurrent"], workers)
+    outs = run_workers(WORKER, [[redis_server.url, prefix, openai_fake.url, str(workers), "5", "concurrent"]] * workers)
     assert posts(openai_fake) == sent + 1  # one probe for the fleet, not one per process
     assert sum(o.count("ok") for o in outs) == 1 and sum(o.count("skipped") for o in outs) == 19
 

@@ -5,14 +5,10 @@ a Redis that dies refuses the call (`on_error: closed`) or leaves each process i
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +17,9 @@ from amaos_llm import AllModelsFailed, LLMConfig, LLMManager, Message, ServerErr
 from amaos_llm.state import Ledger, MemoryStore, StateStore
 from amaos_llm.state_redis import RedisStateStore
 from tests.support.redis_server import RedisServer, start_redis
+from tests.support.workers import run_workers
 
 pytestmark = pytest.mark.anyio
-REPO = Path(__file__).resolve().parents[2]
 D = Decimal
 
 
@@ -254,18 +250,11 @@ anyio.run(main)
 """
 
 
-def run_workers(url: str, kind: str, rpm: int, seconds: float, speed: float = 1, enough: int = 0,
+def run_limit_workers(url: str, kind: str, rpm: int, seconds: float, speed: float = 1, enough: int = 0,
                 n: int = 4) -> list[dict[str, int]]:
     prefix = f"test:{uuid.uuid4().hex[:8]}:"
     args = [url, prefix, kind, str(rpm), str(n), str(seconds), str(speed), str(enough)]
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
-             for _ in range(n)]
-    outs = []
-    for p in procs:
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0, out
-        outs.append(json.loads(out.strip().splitlines()[-1]))
-    return outs
+    return run_workers(WORKER, [args] * n)
 
 
 def test_four_processes_on_one_redis_send_rpm_per_window_where_their_own_stores_send_4x(
@@ -274,8 +263,8 @@ def test_four_processes_on_one_redis_send_rpm_per_window_where_their_own_stores_
     rpm = 600  # the issue's figure
     # The product's 60 s window on the real clock: each worker presses on until it has been refused
     # 20 times (the window it sees is full), within 30 s, so all of it is inside one window.
-    shared = run_workers(redis_server.url, "redis", rpm, seconds=30, enough=20)
-    alone = run_workers(redis_server.url, "memory", rpm, seconds=30, enough=20)
+    shared = run_limit_workers(redis_server.url, "redis", rpm, seconds=30, enough=20)
+    alone = run_limit_workers(redis_server.url, "memory", rpm, seconds=30, enough=20)
     print(f"rpm {rpm}, 4 processes, one window: shared {shared}, each its own store {alone}")
     assert sum(o["sent"] for o in shared) == rpm  # one window, one limit, for the whole fleet
     assert all(o["refused"] == 20 for o in shared + alone)  # every worker pressed on past the limit
@@ -286,8 +275,8 @@ def test_the_shared_window_slides_for_the_fleet(redis_server: RedisServer) -> No
     rpm = 20
     # The clock 30× fast (every process reads the same wall clock): a 60 s window lasts 2 s. Over
     # 5 s of calls the window refills at 2 s and at 4 s, when the first sends leave it, and not again.
-    shared = run_workers(redis_server.url, "redis", rpm, seconds=5, speed=30)
-    alone = run_workers(redis_server.url, "memory", rpm, seconds=5, speed=30)
+    shared = run_limit_workers(redis_server.url, "redis", rpm, seconds=5, speed=30)
+    alone = run_limit_workers(redis_server.url, "memory", rpm, seconds=5, speed=30)
     print(f"rpm {rpm}, 4 processes, 5 s at 30x (2.5 windows): shared {shared}, each its own store {alone}")
     assert sum(o["sent"] for o in shared) == 3 * rpm
     assert sum(o["sent"] for o in alone) == 4 * 3 * rpm

@@ -4,12 +4,8 @@ process-local stores let each process take the whole limit); an unreachable Redi
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -17,10 +13,10 @@ from amaos_llm.errors import ConfigError, StateStoreError
 from amaos_llm.state import Ledger
 from amaos_llm.state_redis import RedisStateStore, from_units, to_units
 from tests.support.redis_server import RedisServer, start_redis
+from tests.support.workers import run_workers
 
 pytestmark = pytest.mark.anyio
 D = Decimal
-REPO = Path(__file__).resolve().parents[2]
 
 # One worker process: `callers` concurrent calls, each reserving its worst case and settling a
 # real cost at most that; prints what it spent and how many calls got through.
@@ -78,17 +74,6 @@ async def main():
 
 anyio.run(main)
 """
-
-
-def run_workers(script: str, args: list[list[str]]) -> list[dict]:
-    procs = [subprocess.Popen([sys.executable, "-c", script, *a], cwd=REPO, stdout=subprocess.PIPE, text=True)
-             for a in args]
-    outs = []
-    for p in procs:
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0, out
-        outs.append(json.loads(out.strip().splitlines()[-1]))
-    return outs
 
 
 def fresh_prefix() -> str:

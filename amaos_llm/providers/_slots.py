@@ -37,7 +37,7 @@ class Slots:
         self._waiters.append(event)
         try:
             await event.wait()
-        except BaseException:
+        except BaseException:  # cancelled or interrupted while waiting: re-raised below, the queue left right
             if event.is_set():  # handed a slot as it was cancelled: the slot goes to the next waiter
                 self._release()
             else:

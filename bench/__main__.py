@@ -72,7 +72,8 @@ def plan(only: set[str], quick: bool, url: str, refused: str) -> list[Job]:
     jobs += [Job("routing", ("--side", side, "--url", url, "--refused-url", refused, *q), project=side == "ours")
              for side in ("ours", "litellm")]
     jobs += [Job("concurrency", ("--side", side, "--shape", shape, "--url", url, *q), project=side != "litellm")
-             for shape in ("500", "2000") for side in ("floor", "raw_default", "raw_fast", "ours", "litellm")]
+             for shape in ("500", "2000")
+             for side in ("floor", "raw_default", "raw_fast", "raw_post", "ours", "litellm")]
     jobs += [Job("graph", ("--shape", "chain", "--sides", "ours,langgraph,langgraph_sync", *q)),
              Job("graph", ("--shape", "fanout", "--sides", "ours,langgraph,asyncio", *q))]
     sides = ("ours", "langgraph", "asyncio", "contract")

@@ -6,10 +6,12 @@ One process per side and shape. The sides:
   machinery costs at the least).
 - `raw_default`, `raw_fast`: the raw OpenAI SDK on its default client (httpx2) and on its
   `DefaultAioHttpClient`, its fastest transport.
+- `raw_post`: the SDK's `post()` on `DefaultAioHttpClient` with the JSON `create()` sends, the
+  call our OpenAI provider makes (what is ours alone is ours − this).
 - `ours`: `LLMManager.complete`, a 2-model fallback list whose first model answers.
 - `litellm`: LiteLLM's Router, alike (in bench/.venv, with the openai<3 it pins).
 
-The first four run in the project's own venv (.venv: the SDK versions amaos-llm installs), LiteLLM
+The first five run in the project's own venv (.venv: the SDK versions amaos-llm installs), LiteLLM
 in bench/.venv. Each shape sends `total` requests with `concurrency` in flight at any moment (that
 many workers pulling from one queue), after a warm-up round that opens the connections. Reported:
 throughput, per-request latency (median, p99), client CPU per request (user + system time of the
@@ -32,7 +34,7 @@ from typing import Any
 from bench import setups
 from bench.timing import Samples, emit, metric, peak_rss_mb, rss_mb, value
 
-SIDES = ("floor", "raw_default", "raw_fast", "ours", "litellm")
+SIDES = ("floor", "raw_default", "raw_fast", "raw_post", "ours", "litellm")
 SHAPES = {  # concurrency → requests per round and rounds
     "full": {"500": {"total": 3000, "concurrency": 500, "repeats": 3},
              "2000": {"total": 2000, "concurrency": 2000, "repeats": 3}},
@@ -65,6 +67,9 @@ def client(side: str, url: str) -> tuple[setups.Call, Any]:
     if side in ("raw_default", "raw_fast"):
         sdk = setups.openai_client(url, "aiohttp" if side == "raw_fast" else "default")
         return setups.raw_call(sdk), sdk.close
+    if side == "raw_post":
+        sdk = setups.openai_client(url, "aiohttp")
+        return setups.raw_post_call(sdk), sdk.close
     if side == "ours":
         manager = setups.our_manager(url, url)
         return setups.our_call(manager), manager.aclose

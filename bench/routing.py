@@ -6,7 +6,9 @@ Ours runs in the project's venv and its raw SDK on the same transport as our pro
 when installed); LiteLLM in bench/.venv against the openai<3 it pins, on its default client.
 Beside the wall time, the process CPU per call of each side (and the difference):
 
-- `http`: a 2-model fallback list, the first healthy, against the loopback server.
+- `http`: a 2-model fallback list, the first healthy, against the loopback server. Ours is also
+  set against the SDK's `post()` with the same JSON, the call our provider makes in place of
+  `create()`: over `create()` is what a user saves or pays, over `post()` what is ours alone.
 - `in_process`: ours with two registered callables vs the callable alone; LiteLLM with
   `mock_response` (its path with no HTTP), which is all overhead.
 - `fallback`: the first model refuses connections; time until the second answers, against a
@@ -39,7 +41,8 @@ async def measure_ours(url: str, refused: str, n: dict[str, int]) -> dict[str, A
     falling = setups.our_manager(refused, url, breakers=False)
     cpu: dict[str, float] = {}
     try:
-        s = await alternating({"raw": setups.raw_call(raw), "ours": setups.our_call(http)},
+        s = await alternating({"raw": setups.raw_call(raw), "post": setups.raw_post_call(raw),
+                               "ours": setups.our_call(http)},
                               count=n["count"], repeats=n["repeats"], warmup=n["warmup"], cpu=cpu)
         c = await alternating({"fn": setups.function_call(), "ours": setups.our_call(local)},
                               count=n["count"], repeats=n["repeats"], warmup=n["warmup"])
@@ -62,9 +65,12 @@ async def measure_ours(url: str, refused: str, n: dict[str, int]) -> dict[str, A
         "raw_sdk": metric(s["raw"]),
         "http": metric(s["ours"]),
         "http_overhead": difference(s["ours"], s["raw"]),
+        "raw_post": metric(s["post"]),
+        "post_overhead": difference(s["ours"], s["post"]),
         "raw_sdk_cpu": value(cpu["raw"] / calls * 1e6, "us"),
         "http_cpu": value(cpu["ours"] / calls * 1e6, "us"),
         "http_cpu_overhead": value((cpu["ours"] - cpu["raw"]) / calls * 1e6, "us"),
+        "post_cpu_overhead": value((cpu["ours"] - cpu["post"]) / calls * 1e6, "us"),
         "callable_alone": metric(c["fn"]),
         "in_process": metric(c["ours"]),
         "in_process_overhead": difference(c["ours"], c["fn"]),

@@ -68,6 +68,18 @@ def raw_call(client: Any) -> Call:
     return call
 
 
+def raw_post_call(client: Any) -> Call:
+    """The raw SDK's `post()` with the JSON `create()` sends: the call our OpenAI provider makes (it
+    skips `create()`'s body transform and typed reply), so ours − this is what is ours alone."""
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS, "temperature": TEMPERATURE}
+
+    async def call() -> Any:
+        return await client.post("/chat/completions", cast_to=object, body=body,
+                                 options={"security": {"bearer_auth": True}})
+
+    return call
+
+
 def after(first: Call, second: Call) -> Call:
     """`first`, then `second`; the result of `second`."""
     async def call() -> Any:

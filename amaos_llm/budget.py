@@ -258,8 +258,8 @@ class BudgetGuard:
         for budget in self.budgets:
             try:
                 reservation = await budget.store.reserve(budget.key, worst_case, budget._limit)
-            except BaseException:
-                await hold.release()  # a store failure or a cancel here: free what was taken
+            except BaseException:  # a store failure or a cancel here: free what was taken, then re-raise
+                await hold.release()
                 raise
             if reservation is None:
                 await hold.release()

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 MODEL = "bench-model"
@@ -118,6 +119,17 @@ async def alternate(sides: dict[str, Side], *, repeats: int, warmup: int, per: t
     return results
 
 
+async def raw_stream(raw: Any, n: int) -> tuple[float, float]:
+    """One raw SDK stream of `n` chunks: seconds to its first text, and to its end."""
+    t0, first = time.perf_counter(), None
+    stream = await raw.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
+                                               max_tokens=n, stream=True, stream_options={"include_usage": True})
+    async for chunk in stream:
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - t0
+    return first or 0.0, time.perf_counter() - t0
+
+
 async def measure(url: str, quick: bool) -> dict[str, Any]:
     import openai
 
@@ -135,15 +147,7 @@ async def measure(url: str, quick: bool) -> dict[str, Any]:
         def on_token(self, text: str) -> None:
             self.n += 1
 
-    async def raw_side(n: int) -> tuple[float, float]:
-        t0 = time.perf_counter()
-        first = None
-        stream = await raw.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
-                                                   max_tokens=n, stream=True, stream_options={"include_usage": True})
-        async for chunk in stream:
-            if first is None and chunk.choices and chunk.choices[0].delta.content:
-                first = time.perf_counter() - t0
-        return first or 0.0, time.perf_counter() - t0
+    raw_side = partial(raw_stream, raw)
 
     async def ours(n: int, callbacks: list[Any] | None = None) -> tuple[float, float]:
         t0 = time.perf_counter()
@@ -180,14 +184,7 @@ async def measure_litellm(url: str, quick: bool) -> dict[str, Any]:
     router = Router(model_list=[{"model_name": "m", "litellm_params": {
         "model": f"openai/{MODEL}", "api_key": "sk-bench", "api_base": url, "max_retries": 0}}], num_retries=0)
 
-    async def raw_side(n: int) -> tuple[float, float]:
-        t0, first = time.perf_counter(), None
-        stream = await raw.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
-                                                   max_tokens=n, stream=True, stream_options={"include_usage": True})
-        async for chunk in stream:
-            if first is None and chunk.choices and chunk.choices[0].delta.content:
-                first = time.perf_counter() - t0
-        return first or 0.0, time.perf_counter() - t0
+    raw_side = partial(raw_stream, raw)
 
     async def litellm_side(n: int) -> tuple[float, float]:
         t0, first = time.perf_counter(), None

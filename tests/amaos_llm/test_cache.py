@@ -9,16 +9,9 @@ from typing import Any
 import pytest
 
 from amaos_llm import AllModelsFailed, ConfigError, LLMConfig, LLMManager, LLMResult, Message
+from tests.support.clock import Clock
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Counting:
@@ -34,7 +27,7 @@ class Counting:
 
 def cached_manager(clock: Clock | None = None, **cache: Any) -> tuple[LLMManager, Counting]:
     config = LLMConfig.model_validate({"cache": {"enabled": True, **cache}})
-    m = LLMManager(config, clock=clock or Clock())
+    m = LLMManager(config, clock=clock or Clock(0.0))
     model = Counting()
     m.register_model("a", model, cost_per_1k_input=Decimal("1"), cost_per_1k_output=Decimal("2"))
     return m, model
@@ -84,7 +77,7 @@ async def test_each_call_may_turn_the_cache_on_or_off() -> None:
 
 
 async def test_entries_expire_ttl_seconds_after_they_were_stored() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     m, model = cached_manager(clock, ttl=60)
     await m.complete("hi")
     clock.now = 59.9

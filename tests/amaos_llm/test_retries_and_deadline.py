@@ -24,6 +24,7 @@ from amaos_llm import (
     RateLimitError,
     ServerError,
 )
+from tests.support.clock import Clock
 
 pytestmark = pytest.mark.anyio
 
@@ -190,21 +191,6 @@ def test_resilience_settings_out_of_range_name_their_field(tmp_path: Path, line:
 
 
 # -- Retry-After windows and the final wait --------------------------------------------------------
-
-
-class Clock:
-    """A fake clock whose sleep moves it forward: waits cost no real time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def test_a_window_is_extended_by_a_longer_ask_and_never_shortened() -> None:

@@ -17,6 +17,7 @@ from amaos_llm import AllModelsFailed, LLMConfig, LLMManager, Message, ModelSpec
 from amaos_llm.breakers import MAX_AGE, OPEN, breaker_key
 from amaos_llm.state import MemoryStore
 from amaos_llm.state_redis import RedisStateStore
+from tests.support.clock import Clock
 from tests.support.fakes import OpenAIFake
 from tests.support.redis_server import RedisServer, start_redis
 from tests.support.workers import run_workers
@@ -24,14 +25,6 @@ from tests.support.workers import run_workers
 pytestmark = pytest.mark.anyio
 DEFAULTS = {"max_retries": 0, "max_retry_wait": 0, "breaker_threshold": 3}
 HTTP_500 = "ServerError: openai_compatible: HTTP 500: fake failure 500"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def config(url: str | None = None, **defaults: Any) -> LLMConfig:

@@ -16,26 +16,12 @@ import pytest
 from amaos_llm import AllModelsFailed, LLMConfig, LLMManager, Message, ServerError, StateStoreError
 from amaos_llm.state import Ledger, MemoryStore, StateStore
 from amaos_llm.state_redis import RedisStateStore
+from tests.support.clock import Clock
 from tests.support.redis_server import RedisServer, start_redis
 from tests.support.workers import run_workers
 
 pytestmark = pytest.mark.anyio
 D = Decimal
-
-
-class Clock:
-    """The managers' and the store's clock; `sleep` moves it on."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def config(**defaults: Any) -> LLMConfig:
